@@ -1,0 +1,152 @@
+"""SAM3 adapter: encode an image once, decode many prompts against it.
+
+transformers' `Sam3Model.forward(vision_embeds=...)` reuses precomputed image features, but the
+feature fields do not broadcast: every one of them must be repeated to the number of prompts
+(DESIGN.md §5). This module does that and turns SAM3's outputs into one mask logit map and one
+presence logit per prompt, the same way inference does.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import Sam3Config, Sam3Model
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+MASK_SOURCES = ("semantic", "topk")
+
+# SAM3's own preprocessing: resize to the square input size, then (x/255 - 0.5) / 0.5.
+SAM3_IMAGE_MEAN = (0.5, 0.5, 0.5)
+SAM3_IMAGE_STD = (0.5, 0.5, 0.5)
+
+
+def tiny_sam3_config(
+    vocab_size: int,
+    hidden_size: int = 32,
+    image_size: int = 128,
+    patch_size: int = 8,
+    vision_layers: int = 2,
+    text_layers: int = 1,
+    num_queries: int = 16,
+    decoder_layers: int = 2,
+    max_text_length: int = 32,
+    initializer_range: float = 0.05,
+    pad_token_id: int = 0,
+    bos_token_id: int = 1,
+    eos_token_id: int = 2,
+) -> Sam3Config:
+    """A SAM3-architecture config small enough to train on a laptop CPU (DESIGN.md §6).
+
+    hidden_size must be a multiple of 8 (SAM3 uses GroupNorm(8, D)); image_size must equal the
+    size the collator feeds; initializer_range 0.05 made the category task learnable in every seed.
+    """
+    if hidden_size % 8:
+        raise ValueError(f"hidden_size must be a multiple of 8 (GroupNorm(8, D)), got {hidden_size}")
+    if image_size % (patch_size * 8):
+        raise ValueError(f"image_size {image_size} must be a multiple of 8 * patch_size ({8 * patch_size})")
+    tokens = image_size // patch_size  # ViT grid side; the FPN runs at 4x, 2x, 1x of it
+    heads = max(1, hidden_size // 16)
+    mlp = 4 * hidden_size
+    init = initializer_range
+    layer = dict(hidden_size=hidden_size, num_attention_heads=heads, intermediate_size=mlp, initializer_range=init)
+    return Sam3Config(
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam3_vit_model",
+                num_hidden_layers=vision_layers,
+                image_size=image_size,
+                patch_size=patch_size,
+                pretrain_image_size=image_size,
+                window_size=min(8, tokens),
+                global_attn_indexes=[vision_layers - 1],
+                **layer,
+            ),
+            fpn_hidden_size=hidden_size,
+            backbone_feature_sizes=[[4 * tokens] * 2, [2 * tokens] * 2, [tokens] * 2],
+            initializer_range=init,
+        ),
+        text_config=dict(
+            model_type="clip_text_model",
+            vocab_size=vocab_size,
+            projection_dim=hidden_size,
+            num_hidden_layers=text_layers,
+            max_position_embeddings=max_text_length,
+            pad_token_id=pad_token_id,
+            bos_token_id=bos_token_id,
+            eos_token_id=eos_token_id,
+            **layer,
+        ),
+        geometry_encoder_config=dict(num_layers=1, dropout=0.0, **layer),
+        detr_encoder_config=dict(num_layers=1, dropout=0.0, **layer),
+        detr_decoder_config=dict(num_layers=decoder_layers, num_queries=num_queries, dropout=0.0, **layer),
+        mask_decoder_config=dict(num_upsampling_stages=3, hidden_size=hidden_size, num_attention_heads=heads,
+                                 initializer_range=init),
+        initializer_range=init,
+    )
+
+
+def repeat_vision_features(features: Sam3VisionEncoderOutput, repeats: int) -> Sam3VisionEncoderOutput:
+    """Repeat each image's features `repeats` times along the batch: [B, ...] -> [B*repeats, ...].
+
+    Order is image-major (b0 b0 b0 b1 b1 b1), matching prompts flattened from [B, P].
+    """
+
+    def rep(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor.repeat_interleave(repeats, dim=0)
+
+    return Sam3VisionEncoderOutput(
+        last_hidden_state=rep(features.last_hidden_state),
+        fpn_hidden_states=tuple(rep(t) for t in features.fpn_hidden_states),
+        fpn_position_encoding=tuple(rep(t) for t in features.fpn_position_encoding),
+    )
+
+
+class Sam3Backend(torch.nn.Module):
+    """Wraps a stock `Sam3Model`; the checkpoint is `self.model` and nothing else."""
+
+    def __init__(self, model: Sam3Model, mask_source: str = "semantic", mask_topk: int = 5):
+        super().__init__()
+        if mask_source not in MASK_SOURCES:
+            raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+        self.model = model
+        self.mask_source = mask_source
+        self.mask_topk = mask_topk
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.backbone_config.image_size)
+
+    def encode_image(self, pixel_values: torch.Tensor) -> Sam3VisionEncoderOutput:
+        """pixel_values [B, 3, S, S] -> SAM3 vision features for B images."""
+        return self.model.get_vision_features(pixel_values=pixel_values)
+
+    def decode(
+        self,
+        vision_features: Sam3VisionEncoderOutput,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode N prompts against N (already repeated) image features.
+
+        input_ids, attention_mask [N, L] -> mask_logits [N, h, w], presence_logits [N].
+        """
+        text_embeds = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        outputs = self.model(vision_embeds=vision_features, text_embeds=text_embeds, attention_mask=attention_mask)
+        return self.mask_logits(outputs), outputs.presence_logits[:, 0]
+
+    def mask_logits(self, outputs) -> torch.Tensor:
+        """One logit map per prompt, built the way inference builds the mask.
+
+        semantic: SAM3's semantic_seg head [N, 1, h, w] -> [N, h, w].
+        topk: pixel-wise max over the k query masks with the highest scores [N, Q, h, w] -> [N, h, w].
+        """
+        if self.mask_source == "semantic":
+            return outputs.semantic_seg[:, 0]
+        k = min(self.mask_topk, outputs.pred_logits.shape[1])
+        top = outputs.pred_logits.topk(k, dim=1).indices  # [N, k]
+        index = top[:, :, None, None].expand(-1, -1, *outputs.pred_masks.shape[-2:])
+        return outputs.pred_masks.gather(1, index).amax(dim=1)
+
+    def full_forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Reference path with no sharing: one complete model call per prompt row. [N, ...] each."""
+        outputs = self.model(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask)
+        return self.mask_logits(outputs), outputs.presence_logits[:, 0]

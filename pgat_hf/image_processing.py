@@ -1,0 +1,74 @@
+"""Image and mask preprocessing without torchvision (its registry wheel breaks here, DESIGN.md §5).
+
+The saved `preprocessor_config.json` uses the keys of transformers' Sam3ImageProcessor, so a user
+with a working torchvision can also load it with `AutoImageProcessor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+CONFIG_NAME = "preprocessor_config.json"
+
+
+@dataclass
+class NucleiImageProcessor:
+    """Square resize + normalisation; SAM3 uses 1008 px and mean = std = 0.5."""
+
+    image_size: int = 1008
+    image_mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    image_std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+    def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
+        """RGB image (PIL or HxWx3 uint8) -> pixel_values [3, S, S] float32."""
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        image = image.convert("RGB")
+        if image.size != (self.image_size, self.image_size):
+            image = image.resize((self.image_size, self.image_size), Image.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
+        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+    def resize_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Label or binary map HxW -> SxS with nearest-neighbour (labels must not blend)."""
+        if mask.shape == (self.image_size, self.image_size):
+            return mask
+        resized = Image.fromarray(mask.astype(np.int32)).resize((self.image_size, self.image_size), Image.NEAREST)
+        return np.asarray(resized).astype(mask.dtype)
+
+    def to_dict(self) -> dict:
+        return {
+            "image_processor_type": "Sam3ImageProcessor",
+            "processor_class": "NucleiImageProcessor",
+            "do_resize": True,
+            "size": {"height": self.image_size, "width": self.image_size},
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+            "do_normalize": True,
+            "image_mean": list(self.image_mean),
+            "image_std": list(self.image_std),
+        }
+
+    def save_pretrained(self, directory: str) -> str:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, CONFIG_NAME)
+        with open(path, "w") as handle:
+            json.dump(self.to_dict(), handle, indent=2)
+        return path
+
+    @classmethod
+    def from_pretrained(cls, directory: str) -> "NucleiImageProcessor":
+        with open(os.path.join(directory, CONFIG_NAME)) as handle:
+            config = json.load(handle)
+        return cls(
+            image_size=int(config["size"]["height"]),
+            image_mean=tuple(config["image_mean"]),
+            image_std=tuple(config["image_std"]),
+        )

@@ -1,0 +1,81 @@
+"""PromptGroupSegmenter: one image encoding, G groups x K prompts decoded against it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers.utils import ModelOutput
+
+from .backends.sam3 import Sam3Backend, repeat_vision_features
+
+
+@dataclass
+class PromptGroupOutput(ModelOutput):
+    """mask_logits [B, G, K, h, w]; presence_logits [B, G, K]."""
+
+    mask_logits: torch.Tensor | None = None
+    presence_logits: torch.Tensor | None = None
+
+
+class PromptGroupSegmenter(torch.nn.Module):
+    """Runs a text-conditioned segmenter on prompt groups with the image encoded once.
+
+    The trainable weights all live in `backend.model`, a stock model (e.g. `Sam3Model`), so the
+    checkpoint is that model's `save_pretrained` output and loads without pgat_hf.
+    """
+
+    def __init__(self, backend: Sam3Backend):
+        super().__init__()
+        self.backend = backend
+
+    @property
+    def model(self):
+        """The stock model that is saved as the checkpoint."""
+        return self.backend.model
+
+    @property
+    def config(self):
+        return self.backend.model.config
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        **unused,
+    ) -> PromptGroupOutput:
+        """pixel_values [B, 3, S, S]; input_ids, attention_mask [B, G, K, L] (or [B, P, L])."""
+        prompt_shape = input_ids.shape[:-1]  # (B, G, K) or (B, P)
+        batch = pixel_values.shape[0]
+        if prompt_shape[0] != batch:
+            raise ValueError(f"input_ids batch {prompt_shape[0]} != pixel_values batch {batch}")
+        prompts_per_image = input_ids[0, ..., 0].numel()
+        length = input_ids.shape[-1]
+
+        vision = self.backend.encode_image(pixel_values)  # B images, encoded once
+        vision = repeat_vision_features(vision, prompts_per_image)  # B*P, image-major
+        mask_logits, presence_logits = self.backend.decode(
+            vision, input_ids.reshape(-1, length), attention_mask.reshape(-1, length)
+        )
+        return PromptGroupOutput(
+            mask_logits=mask_logits.reshape(*prompt_shape, *mask_logits.shape[-2:]),
+            presence_logits=presence_logits.reshape(prompt_shape),
+        )
+
+    def forward_separately(self, pixel_values, input_ids, attention_mask) -> PromptGroupOutput:
+        """Reference without sharing: K complete forwards, one per prompt. Same shapes as forward."""
+        prompt_shape = input_ids.shape[:-1]
+        length = input_ids.shape[-1]
+        flat_ids = input_ids.reshape(batch := prompt_shape[0], -1, length)
+        flat_mask = attention_mask.reshape(batch, -1, length)
+        masks, presences = [], []
+        for p in range(flat_ids.shape[1]):
+            mask_logits, presence_logits = self.backend.full_forward(pixel_values, flat_ids[:, p], flat_mask[:, p])
+            masks.append(mask_logits)
+            presences.append(presence_logits)
+        mask_logits = torch.stack(masks, dim=1)
+        return PromptGroupOutput(
+            mask_logits=mask_logits.reshape(*prompt_shape, *mask_logits.shape[-2:]),
+            presence_logits=torch.stack(presences, dim=1).reshape(prompt_shape),
+        )

@@ -1,0 +1,151 @@
+"""Train a text-guided nuclei segmenter with prompt group-aware training.
+
+    accelerate launch pgat_hf/train.py --config pgat_hf/recipes/demo.yaml [--output_dir DIR] [--key value ...]
+
+Recipe keys are the dataclass fields below and PGATTrainingArguments; command-line flags override
+the recipe. With no --model_name_or_path a tiny SAM3-architecture model is built from random
+weights (the embedded default); with --model_name_or_path facebook/sam3 the real model is tuned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+if __package__ in (None, ""):  # `accelerate launch pgat_hf/train.py` runs this file as a script
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import yaml
+from datasets import load_dataset
+from transformers import HfArgumentParser, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from pgat_hf.collator import PromptGroupCollator
+from pgat_hf.evaluation import report_markdown
+from pgat_hf.factory import build_tiny_model, load_pretrained_model, make_segmenter
+from pgat_hf.synthetic import ensure_synthetic_dataset
+from pgat_hf.trainer import PGATTrainer
+from pgat_hf.training_args import PGATTrainingArguments
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Stock Sam3Model folder or Hub id (facebook/sam3); empty: tiny random model."}
+    )
+    tiny_hidden_size: int = field(default=32, metadata={"help": "Tiny model: hidden size (multiple of 8)."})
+    tiny_image_size: int = field(default=128, metadata={"help": "Tiny model: input size; must match the tiles."})
+    tiny_vision_layers: int = field(default=2, metadata={"help": "Tiny model: ViT layers."})
+    model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
+
+
+@dataclass
+class DataArguments:
+    dataset_path: str = field(
+        default="data/pgat-synthetic", metadata={"help": "Dataset folder or Hub repo in the pgat_hf schema."}
+    )
+    dataset_config: str = field(default="synthetic", metadata={"help": "Config (source) name inside the dataset."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    eval_split: str = field(default="test", metadata={"help": "Split for the final robustness report."})
+    synthetic_num_train: int = field(default=400, metadata={"help": "Synthetic tiles to generate for training."})
+    synthetic_num_test: int = field(default=64, metadata={"help": "Held-out synthetic tiles to generate."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
+    max_train_samples: int = field(default=0, metadata={"help": "Use at most this many training rows (0: all)."})
+    report_max_images: int = field(default=0, metadata={"help": "Final report on at most this many images (0: all)."})
+
+
+def recipe_to_argv(path: str) -> list[str]:
+    """YAML mapping -> ['--key', 'value', ...] so that later command-line flags win."""
+    with open(path) as handle:
+        recipe = yaml.safe_load(handle) or {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must be a YAML mapping of argument names to values")
+    argv = []
+    for key, value in recipe.items():
+        if isinstance(value, list):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, bool):
+            argv += [f"--{key}", "true" if value else "false"]
+        elif value is not None:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def parse_args(argv: list[str] | None = None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" in argv:
+        at = argv.index("--config")
+        argv = recipe_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2:]
+    parser = HfArgumentParser((ModelArguments, DataArguments, PGATTrainingArguments))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
+    # The main process generates the embedded default if absent; the others wait, then read it.
+    with training_args.main_process_first(desc="load dataset"):
+        if data_args.dataset_config == "synthetic":
+            ensure_synthetic_dataset(data_args.dataset_path, num_train=data_args.synthetic_num_train,
+                                     num_test=data_args.synthetic_num_test, seed=data_args.synthetic_seed)
+        dataset = load_dataset(data_args.dataset_path, data_args.dataset_config)
+    train, evaluation = dataset[data_args.train_split], dataset[data_args.eval_split]
+    if data_args.max_train_samples:
+        train = train.select(range(min(data_args.max_train_samples, len(train))))
+    return train, evaluation
+
+
+def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments):
+    if model_args.model_name_or_path:
+        model, tokenizer, image_processor = load_pretrained_model(model_args.model_name_or_path)
+    else:
+        model, tokenizer, image_processor = build_tiny_model(
+            seed=model_args.model_seed, hidden_size=model_args.tiny_hidden_size,
+            image_size=model_args.tiny_image_size, vision_layers=model_args.tiny_vision_layers,
+            max_text_length=training_args.max_text_length,
+        )
+    segmenter = make_segmenter(model, training_args.mask_source, training_args.mask_topk)
+    return segmenter, tokenizer, image_processor
+
+
+def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int) -> str:
+    """Evaluate every prompt of the held-out split; write robustness_report.{json,md}; return markdown."""
+    trainer.args.eval_max_images = max_images
+    trainer.evaluate(eval_dataset=dataset)
+    result = trainer.last_robustness
+    markdown = report_markdown(result["summary"], title=f"Prompt-robustness report ({len(dataset)} held-out tiles)")
+    if trainer.is_world_process_zero():
+        with open(os.path.join(output_dir, "robustness_report.json"), "w") as handle:
+            json.dump(result, handle, indent=1)
+        with open(os.path.join(output_dir, "robustness_report.md"), "w") as handle:
+            handle.write(markdown)
+    return markdown
+
+
+def main(argv: list[str] | None = None) -> PGATTrainer:
+    model_args, data_args, training_args = parse_args(argv)
+    set_seed(training_args.seed)
+    train_dataset, eval_dataset = load_splits(data_args, training_args)
+    segmenter, tokenizer, image_processor = build_model(model_args, training_args)
+    collator = PromptGroupCollator(
+        tokenizer=tokenizer, image_processor=image_processor, num_prompts=training_args.num_prompts,
+        groups_per_image=training_args.groups_per_image, tasks=tuple(training_args.tasks),
+        seed=training_args.prompt_seed, max_text_length=training_args.max_text_length, augment=training_args.augment,
+    )
+    trainer = PGATTrainer(
+        model=segmenter, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        data_collator=collator, processing_class=tokenizer, image_processor=image_processor,
+    )
+    resume = training_args.resume_from_checkpoint
+    if resume in ("auto", "last", "true", "True"):
+        resume = get_last_checkpoint(training_args.output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(training_args.output_dir)
+    markdown = write_report(trainer, training_args.output_dir, eval_dataset, data_args.report_max_images)
+    if trainer.is_world_process_zero():
+        print(markdown)
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

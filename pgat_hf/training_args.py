@@ -1,0 +1,89 @@
+"""PGATTrainingArguments: the PGAT objective's knobs on top of transformers' TrainingArguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+GROUP_LOSS_MODES = ("ranking", "detached", "softmin")
+CONSISTENCY_MODES = ("reference", "pairwise")
+MASK_SOURCES = ("semantic", "topk")
+MASK_LOSSES = ("bce", "focal")
+TASKS = ("T1", "T2")
+
+
+@dataclass
+class PGATTrainingArguments(TrainingArguments):
+    """K prompts of G groups per image; L = mean L_seg + λ·L_group + β·L_cons (DESIGN.md §1).
+
+    K=1 with λ=β=0 is plain fine-tuning, so the baseline comes from the same trainer.
+    """
+
+    num_prompts: int = field(default=3, metadata={"help": "K: prompts sampled from each prompt group per image."})
+    groups_per_image: int = field(
+        default=3,
+        metadata={"help": "G: prompt groups per image per step; G>1 makes the model read the text (DESIGN.md §6)."},
+    )
+    lambda_group: float = field(default=1.0, metadata={"help": "λ: weight of the quality-guided group loss."})
+    beta_consistency: float = field(default=0.1, metadata={"help": "β: weight of the logit consistency loss."})
+    tau: float = field(default=1.0, metadata={"help": "τ: temperature of the group-loss softmax over −L_seg."})
+    group_loss_mode: str = field(
+        default="ranking",
+        metadata={"help": "ranking (gradient through log w), detached (paper as printed: logged only), softmin."},
+    )
+    consistency_mode: str = field(
+        default="reference",
+        metadata={"help": "reference (Z_i vs stop-grad Z_1, shuffled reference) or pairwise (all pairs, no stop-grad)."},
+    )
+    mask_source: str = field(
+        default="semantic",
+        metadata={"help": "semantic: SAM3's semantic_seg head; topk: pixel-wise max over the top-k query masks."},
+    )
+    mask_topk: int = field(default=5, metadata={"help": "k for mask_source=topk."})
+    mask_loss: str = field(default="bce", metadata={"help": "Per-pixel mask loss: bce or focal."})
+    mask_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the per-pixel mask term in L_seg."})
+    dice_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the dice term in L_seg."})
+    presence_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the presence BCE in L_seg."})
+    bce_pos_weight: float = field(
+        default=3.0, metadata={"help": "pos_weight of the mask BCE; without it short runs collapsed to empty masks."}
+    )
+    tasks: list[str] = field(default_factory=lambda: ["T1", "T2"], metadata={"help": "Prompt-group tasks to train on."})
+    freeze_text_encoder: bool = field(default=False, metadata={"help": "Keep the text encoder fixed, as the paper does."})
+    augment: bool = field(default=True, metadata={"help": "Random flips and 90° rotations of image and masks."})
+    prompt_seed: int = field(
+        default=0, metadata={"help": "Seed of prompt sampling; draws depend on (seed, epoch, row) only."}
+    )
+    max_text_length: int = field(default=32, metadata={"help": "Tokenizer max length (SAM3: 32)."})
+    eval_max_images: int = field(
+        default=0, metadata={"help": "Evaluate on at most this many images (0: all) to keep periodic eval cheap."}
+    )
+
+    def __post_init__(self):
+        # The prompt-group columns must reach the collator.
+        self.remove_unused_columns = False
+        super().__post_init__()
+        if self.num_prompts < 1:
+            raise ValueError(f"num_prompts (K) must be >= 1, got {self.num_prompts}")
+        if self.groups_per_image < 1:
+            raise ValueError(f"groups_per_image (G) must be >= 1, got {self.groups_per_image}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+        if self.lambda_group < 0 or self.beta_consistency < 0:
+            raise ValueError("lambda_group and beta_consistency must be >= 0")
+        for name, value, allowed in (
+            ("group_loss_mode", self.group_loss_mode, GROUP_LOSS_MODES),
+            ("consistency_mode", self.consistency_mode, CONSISTENCY_MODES),
+            ("mask_source", self.mask_source, MASK_SOURCES),
+            ("mask_loss", self.mask_loss, MASK_LOSSES),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        unknown = [task for task in self.tasks if task not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"tasks must be a non-empty subset of {TASKS}, got {self.tasks}")
+        if self.num_prompts == 1 and (self.lambda_group or self.beta_consistency):
+            # Both terms are zero for one prompt; say so rather than silently train the baseline.
+            raise ValueError("num_prompts=1 makes L_group and L_cons zero: set lambda_group=0 and beta_consistency=0")
+        if self.mask_topk < 1:
+            raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
