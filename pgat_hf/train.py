@@ -52,6 +52,7 @@ class DataArguments:
     synthetic_num_train: int = field(default=400, metadata={"help": "Synthetic tiles to generate for training."})
     synthetic_num_test: int = field(default=64, metadata={"help": "Held-out synthetic tiles to generate."})
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
+    synthetic_image_size: int = field(default=128, metadata={"help": "Side of the generated synthetic tiles."})
     max_train_samples: int = field(default=0, metadata={"help": "Use at most this many training rows (0: all)."})
     report_max_images: int = field(default=0, metadata={"help": "Final report on at most this many images (0: all)."})
 
@@ -87,7 +88,8 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
     with training_args.main_process_first(desc="load dataset"):
         if data_args.dataset_config == "synthetic":
             ensure_synthetic_dataset(data_args.dataset_path, num_train=data_args.synthetic_num_train,
-                                     num_test=data_args.synthetic_num_test, seed=data_args.synthetic_seed)
+                                     num_test=data_args.synthetic_num_test, seed=data_args.synthetic_seed,
+                                     image_size=data_args.synthetic_image_size)
         dataset = load_dataset(data_args.dataset_path, data_args.dataset_config)
     train, evaluation = dataset[data_args.train_split], dataset[data_args.eval_split]
     if data_args.max_train_samples:
