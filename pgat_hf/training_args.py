@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
 from transformers import TrainingArguments
 
 GROUP_LOSS_MODES = ("ranking", "detached", "softmin")
@@ -62,6 +63,10 @@ class PGATTrainingArguments(TrainingArguments):
     def __post_init__(self):
         # The prompt-group columns must reach the collator.
         self.remove_unused_columns = False
+        if not torch.cuda.is_available():
+            # Without this, processes started by the multi-GPU launcher on a CPU machine each
+            # train alone instead of joining one DDP group over gloo.
+            self.use_cpu = True
         super().__post_init__()
         if self.num_prompts < 1:
             raise ValueError(f"num_prompts (K) must be >= 1, got {self.num_prompts}")

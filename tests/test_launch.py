@@ -45,6 +45,5 @@ def test_launch_one_process_trains_saves_and_reports(tmp_path):
 
 def test_launch_two_processes(tmp_path):
     # `--cpu --num_processes 2` silently runs one process (DESIGN.md §5); --multi_gpu starts two.
-    out, _ = launch(tmp_path, ["--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                               "--mixed_precision", "no", "--dynamo_backend", "no"])
+    out, _ = launch(tmp_path, ["--config_file", str(REPO / "accelerate_configs" / "cpu_2proc.yaml")])
     assert epochs_logged(out) == [0.5, 1.0]  # global batch 4: two processes really ran
