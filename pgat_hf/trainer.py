@@ -132,7 +132,10 @@ class PGATTrainer(Trainer):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no model.safetensors in checkpoint {resume_from_checkpoint}")
         state_dict = safetensors.torch.load_file(path, device="cpu")
-        self.accelerator.unwrap_model(model).model.load_state_dict(state_dict, strict=False)
+        result = self.accelerator.unwrap_model(model).model.load_state_dict(state_dict, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"checkpoint {path} does not match the model: missing {result.missing_keys[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)

@@ -5,7 +5,7 @@ import os
 
 import pytest
 import torch
-from transformers import Sam3Model
+from transformers import Sam3Model, TrainerCallback
 
 from pgat_hf import PGATTrainer, PGATTrainingArguments, PromptGroupCollator
 from pgat_hf.factory import build_tiny_model, make_segmenter
@@ -97,3 +97,27 @@ def test_short_training_run_learns_t1(synthetic_splits, tmp_path):
     assert losses[-1] < 0.7 * losses[0], losses
     metrics = trainer.evaluate()
     assert metrics["eval_dice_T1"] > 0.7, metrics
+
+
+class StopAfter(TrainerCallback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def test_resume_from_checkpoint_gives_the_same_weights(synthetic_splits, tmp_path):
+    """Stop after a checkpoint, resume in a fresh trainer: same final weights as one straight run."""
+    straight = make_trainer(synthetic_splits, tmp_path / "straight", max_steps=6, save_strategy="no")
+    straight.train()
+    first = make_trainer(synthetic_splits, tmp_path / "resumed", max_steps=6, save_strategy="steps", save_steps=3)
+    first.add_callback(StopAfter(3))  # the "killed" run: its last act is checkpoint-3 of a 6-step schedule
+    first.train()
+    assert (tmp_path / "resumed" / "checkpoint-3" / "model.safetensors").exists()
+    resumed = make_trainer(synthetic_splits, tmp_path / "resumed", max_steps=6, save_strategy="no")
+    resumed.train(resume_from_checkpoint=str(tmp_path / "resumed" / "checkpoint-3"))
+    expected, actual = straight.model.model.state_dict(), resumed.model.model.state_dict()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=1e-5, msg=name)
