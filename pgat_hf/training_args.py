@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
-GROUP_LOSS_MODES = ("ranking", "detached", "softmin")
-CONSISTENCY_MODES = ("reference", "pairwise")
-MASK_SOURCES = ("semantic", "topk")
-MASK_LOSSES = ("bce", "focal")
+from .backends.sam3 import MASK_SOURCES
+from .losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
+
 TASKS = ("T1", "T2")
 
 
