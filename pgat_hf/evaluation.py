@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .backends.sam3 import repeat_vision_features
 from .data import class_array, group_mask, instance_array
 from .metrics import dice, group_robustness
 from .tokenizer import tokenize_prompts
@@ -35,13 +34,11 @@ def predict_masks(segmenter, image_processor, tokenizer, image, prompts, max_tex
     for start in range(0, len(prompts), prompt_batch_size):
         chunk = prompts[start:start + prompt_batch_size]
         tokens = tokenize_prompts(tokenizer, chunk, max_text_length).to(device)
-        mask_logits, presence_logits = segmenter.backend.decode(
-            repeat_vision_features(vision, len(chunk)), tokens["input_ids"], tokens["attention_mask"]
-        )
-        mask_logits = F.interpolate(mask_logits[:, None].float(), size=(height, width), mode="bilinear",
-                                    align_corners=False)[:, 0]
+        outputs = segmenter.decode_prompts(vision, tokens["input_ids"][None], tokens["attention_mask"][None])
+        mask_logits = F.interpolate(outputs.mask_logits.float(), size=(height, width), mode="bilinear",
+                                    align_corners=False)[0]  # [1, P, h, w] -> [P, H, W]
         masks.append((mask_logits.sigmoid() > threshold).cpu().numpy())
-        presence.append(presence_logits.float().sigmoid().cpu().numpy())
+        presence.append(outputs.presence_logits[0].float().sigmoid().cpu().numpy())
     return np.concatenate(masks), np.concatenate(presence)
 
 

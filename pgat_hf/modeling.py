@@ -46,15 +46,21 @@ class PromptGroupSegmenter(torch.nn.Module):
         **unused,
     ) -> PromptGroupOutput:
         """pixel_values [B, 3, S, S]; input_ids, attention_mask [B, G, K, L] (or [B, P, L])."""
-        prompt_shape = input_ids.shape[:-1]  # (B, G, K) or (B, P)
         batch = pixel_values.shape[0]
-        if prompt_shape[0] != batch:
-            raise ValueError(f"input_ids batch {prompt_shape[0]} != pixel_values batch {batch}")
-        prompts_per_image = input_ids[0, ..., 0].numel()
-        length = input_ids.shape[-1]
-
+        if input_ids.shape[0] != batch:
+            raise ValueError(f"input_ids batch {input_ids.shape[0]} != pixel_values batch {batch}")
         vision = self.backend.encode_image(pixel_values)  # B images, encoded once
-        vision = repeat_vision_features(vision, prompts_per_image)  # B*P, image-major
+        return self.decode_prompts(vision, input_ids, attention_mask)
+
+    def decode_prompts(self, vision_features, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        """Decode [B, ..., L] prompts against B images' features (from `backend.encode_image`).
+
+        Lets a caller encode an image once and decode its prompts in chunks (evaluation does).
+        """
+        prompt_shape = input_ids.shape[:-1]  # (B, G, K) or (B, P)
+        length = input_ids.shape[-1]
+        prompts_per_image = input_ids[0, ..., 0].numel()
+        vision = repeat_vision_features(vision_features, prompts_per_image)  # B*P, image-major
         mask_logits, presence_logits = self.backend.decode(
             vision, input_ids.reshape(-1, length), attention_mask.reshape(-1, length)
         )
@@ -66,8 +72,8 @@ class PromptGroupSegmenter(torch.nn.Module):
     def forward_separately(self, pixel_values, input_ids, attention_mask) -> PromptGroupOutput:
         """Reference without sharing: K complete forwards, one per prompt. Same shapes as forward."""
         prompt_shape = input_ids.shape[:-1]
-        length = input_ids.shape[-1]
-        flat_ids = input_ids.reshape(batch := prompt_shape[0], -1, length)
+        batch, length = input_ids.shape[0], input_ids.shape[-1]
+        flat_ids = input_ids.reshape(batch, -1, length)
         flat_mask = attention_mask.reshape(batch, -1, length)
         masks, presences = [], []
         for p in range(flat_ids.shape[1]):
