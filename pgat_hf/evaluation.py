@@ -1,8 +1,7 @@
 """Per-prompt robustness evaluation: every prompt of every group on its own, one mask each.
 
 No ensembling: each prompt's mask is what inference gives for that prompt alone
-(sigmoid(mask logits) upsampled to the tile size, > threshold). The image is encoded once per
-tile and its prompts are decoded in chunks.
+(`inference.predict_masks`: the image encoded once per tile, its prompts decoded in chunks).
 """
 
 from __future__ import annotations
@@ -10,36 +9,14 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data import class_array, group_mask, instance_array
+from .inference import predict_masks
 from .metrics import dice, group_robustness
-from .tokenizer import tokenize_prompts
 
 QUALITY_ORDER = ("low", "medium", "high", "held_out")
 STAT_NAMES = ("dice_std", "worst_dice", "low_high_gap", "pairwise_agreement")
-
-
-@torch.no_grad()
-def predict_masks(segmenter, image_processor, tokenizer, image, prompts, max_text_length=32,
-                  threshold=0.5, prompt_batch_size=16) -> tuple[np.ndarray, np.ndarray]:
-    """One image, P prompts -> masks [P, H, W] bool at the image's size, presence probabilities [P]."""
-    device = next(segmenter.parameters()).device
-    width, height = image.size
-    pixel_values = image_processor.preprocess(image)[None].to(device)
-    vision = segmenter.backend.encode_image(pixel_values)
-    masks, presence = [], []
-    for start in range(0, len(prompts), prompt_batch_size):
-        chunk = prompts[start:start + prompt_batch_size]
-        tokens = tokenize_prompts(tokenizer, chunk, max_text_length).to(device)
-        outputs = segmenter.decode_prompts(vision, tokens["input_ids"][None], tokens["attention_mask"][None])
-        mask_logits = F.interpolate(outputs.mask_logits.float(), size=(height, width), mode="bilinear",
-                                    align_corners=False)[0]  # [1, P, h, w] -> [P, H, W]
-        masks.append((mask_logits.sigmoid() > threshold).cpu().numpy())
-        presence.append(outputs.presence_logits[0].float().sigmoid().cpu().numpy())
-    return np.concatenate(masks), np.concatenate(presence)
 
 
 def evaluate_robustness(segmenter, dataset, tokenizer, image_processor, max_text_length=32, threshold=0.5,

@@ -1,0 +1,61 @@
+"""Inference as a user gets it: one prompt, one mask; shared by the pipeline and the evaluator.
+
+The image is encoded once and its prompts are decoded against the shared features in chunks.
+Each prompt's mask is sigmoid(mask logits) upsampled to the image size, > threshold; nothing is
+ensembled across prompts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy import ndimage
+
+from .tokenizer import tokenize_prompts
+
+
+@torch.no_grad()
+def predict_probabilities(segmenter, image_processor, tokenizer, image: Image.Image, prompts: list[str],
+                          max_text_length: int = 32, prompt_batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """One image, P prompts -> mask probabilities [P, H, W] float32 at the image's size, presence [P]."""
+    device = next(segmenter.parameters()).device
+    width, height = image.size
+    pixel_values = image_processor.preprocess(image)[None].to(device=device, dtype=segmenter.model.dtype)
+    vision = segmenter.backend.encode_image(pixel_values)  # once for all P prompts
+    probabilities, presence = [], []
+    for start in range(0, len(prompts), prompt_batch_size):
+        chunk = prompts[start:start + prompt_batch_size]
+        tokens = tokenize_prompts(tokenizer, chunk, max_text_length).to(device)
+        outputs = segmenter.decode_prompts(vision, tokens["input_ids"][None], tokens["attention_mask"][None])
+        mask_logits = F.interpolate(outputs.mask_logits.float(), size=(height, width), mode="bilinear",
+                                    align_corners=False)[0]  # [1, P, h, w] -> [P, H, W]
+        probabilities.append(mask_logits.sigmoid().cpu().numpy())
+        presence.append(outputs.presence_logits[0].float().sigmoid().cpu().numpy())
+    return np.concatenate(probabilities), np.concatenate(presence)
+
+
+def predict_masks(segmenter, image_processor, tokenizer, image: Image.Image, prompts: list[str],
+                  max_text_length: int = 32, threshold: float = 0.5,
+                  prompt_batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """One image, P prompts -> masks [P, H, W] bool at the image's size, presence probabilities [P]."""
+    probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, image, prompts,
+                                                    max_text_length, prompt_batch_size)
+    return probabilities > threshold, presence
+
+
+def mask_to_instances(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Binary HxW -> instance-id map (int32, 0 = background): 8-connected components, small ones dropped.
+
+    Ids are renumbered 1..N in raster order after dropping components under `min_area` pixels.
+    """
+    labels, count = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), int))
+    if count == 0:
+        return labels.astype(np.int32)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = areas >= max(min_area, 1)
+    keep[0] = False
+    new_ids = np.zeros(count + 1, np.int32)
+    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return new_ids[labels]
