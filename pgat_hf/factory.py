@@ -44,3 +44,21 @@ def load_pretrained_model(model_name_or_path: str, dtype: torch.dtype | None = N
 
 def make_segmenter(model: Sam3Model, mask_source: str = "semantic", mask_topk: int = 5) -> PromptGroupSegmenter:
     return PromptGroupSegmenter(Sam3Backend(model, mask_source=mask_source, mask_topk=mask_topk))
+
+
+# How a checkpoint turns logits into a mask. Training stores these in config.json under
+# `pgat_inference` (an extra key that stock Sam3Config keeps and ignores), so the evaluator and the
+# pipeline infer the way the model was trained; a plain SAM3 checkpoint gets the defaults.
+INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
+
+
+def inference_settings(model: Sam3Model) -> dict:
+    return {**INFERENCE_DEFAULTS, **(getattr(model.config, "pgat_inference", None) or {})}
+
+
+def load_segmenter(model_name_or_path: str, dtype: torch.dtype | None = None):
+    """Checkpoint folder or Hub id -> (segmenter in eval mode, tokenizer, image processor, settings)."""
+    model, tokenizer, image_processor = load_pretrained_model(model_name_or_path, dtype=dtype)
+    settings = inference_settings(model)
+    segmenter = make_segmenter(model, settings["mask_source"], settings["mask_topk"]).eval()
+    return segmenter, tokenizer, image_processor, settings

@@ -114,6 +114,10 @@ class PGATTrainer(Trainer):
             return
         os.makedirs(output_dir, exist_ok=True)
         stock_model = self.accelerator.unwrap_model(self.model).model
+        stock_model.config.pgat_inference = {  # read back by factory.inference_settings
+            "mask_source": self.args.mask_source, "mask_topk": self.args.mask_topk,
+            "max_text_length": self.args.max_text_length, "threshold": 0.5,
+        }
         if state_dict is not None:  # FSDP / DeepSpeed hand a full state dict of the wrapper
             prefix = "backend.model."
             state_dict = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
