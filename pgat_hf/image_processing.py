@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .sam3_ops import preprocess_image
+
 CONFIG_NAME = "preprocessor_config.json"
 
 
@@ -29,12 +31,7 @@ class NucleiImageProcessor:
         """RGB image (PIL or HxWx3 uint8) -> pixel_values [3, S, S] float32."""
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
-        image = image.convert("RGB")
-        if image.size != (self.image_size, self.image_size):
-            image = image.resize((self.image_size, self.image_size), Image.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.image_mean, np.float32)) / np.asarray(self.image_std, np.float32)
-        return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        return preprocess_image(image, self.image_size, self.image_mean, self.image_std)
 
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """Label or binary map HxW -> SxS with nearest-neighbour (labels must not blend)."""

@@ -11,9 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from scipy import ndimage
 
+from .sam3_ops import mask_to_instances
 from .tokenizer import tokenize_prompts
+
+__all__ = ["mask_to_instances", "predict_masks", "predict_probabilities"]
 
 
 @torch.no_grad()
@@ -43,19 +45,3 @@ def predict_masks(segmenter, image_processor, tokenizer, image: Image.Image, pro
     probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, image, prompts,
                                                     max_text_length, prompt_batch_size)
     return probabilities > threshold, presence
-
-
-def mask_to_instances(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
-    """Binary HxW -> instance-id map (int32, 0 = background): 8-connected components, small ones dropped.
-
-    Ids are renumbered 1..N in raster order after dropping components under `min_area` pixels.
-    """
-    labels, count = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), int))
-    if count == 0:
-        return labels.astype(np.int32)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = areas >= max(min_area, 1)
-    keep[0] = False
-    new_ids = np.zeros(count + 1, np.int32)
-    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
-    return new_ids[labels]

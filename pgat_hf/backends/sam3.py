@@ -2,8 +2,8 @@
 
 transformers' `Sam3Model.forward(vision_embeds=...)` reuses precomputed image features, but the
 feature fields do not broadcast: every one of them must be repeated to the number of prompts
-(DESIGN.md §5). This module does that and turns SAM3's outputs into one mask logit map and one
-presence logit per prompt, the same way inference does.
+(DESIGN.md §5). The operations live in `pgat_hf.sam3_ops`, shared with the pipeline; this module
+holds the tiny config and the backend object the segmenter and trainer use.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import torch
 from transformers import Sam3Config, Sam3Model
 from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
-MASK_SOURCES = ("semantic", "topk")
+from ..sam3_ops import MASK_SOURCES, decode_prompts, repeat_vision_features, select_mask_logits
+
+__all__ = ["MASK_SOURCES", "Sam3Backend", "repeat_vision_features", "tiny_sam3_config"]
 
 # SAM3's own preprocessing: resize to the square input size, then (x/255 - 0.5) / 0.5.
 SAM3_IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -84,22 +86,6 @@ def tiny_sam3_config(
     )
 
 
-def repeat_vision_features(features: Sam3VisionEncoderOutput, repeats: int) -> Sam3VisionEncoderOutput:
-    """Repeat each image's features `repeats` times along the batch: [B, ...] -> [B*repeats, ...].
-
-    Order is image-major (b0 b0 b0 b1 b1 b1), matching prompts flattened from [B, P].
-    """
-
-    def rep(tensor: torch.Tensor | None) -> torch.Tensor | None:
-        return None if tensor is None else tensor.repeat_interleave(repeats, dim=0)
-
-    return Sam3VisionEncoderOutput(
-        last_hidden_state=rep(features.last_hidden_state),
-        fpn_hidden_states=tuple(rep(t) for t in features.fpn_hidden_states),
-        fpn_position_encoding=tuple(rep(t) for t in features.fpn_position_encoding),
-    )
-
-
 class Sam3Backend(torch.nn.Module):
     """Wraps a stock `Sam3Model`; the checkpoint is `self.model` and nothing else."""
 
@@ -129,22 +115,11 @@ class Sam3Backend(torch.nn.Module):
 
         input_ids, attention_mask [N, L] -> mask_logits [N, h, w], presence_logits [N].
         """
-        text_embeds = self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        outputs = self.model(vision_embeds=vision_features, text_embeds=text_embeds, attention_mask=attention_mask)
-        return self.mask_logits(outputs), outputs.presence_logits[:, 0]
+        return decode_prompts(self.model, vision_features, input_ids, attention_mask, self.mask_source, self.mask_topk)
 
     def mask_logits(self, outputs) -> torch.Tensor:
-        """One logit map per prompt, built the way inference builds the mask.
-
-        semantic: SAM3's semantic_seg head [N, 1, h, w] -> [N, h, w].
-        topk: pixel-wise max over the k query masks with the highest scores [N, Q, h, w] -> [N, h, w].
-        """
-        if self.mask_source == "semantic":
-            return outputs.semantic_seg[:, 0]
-        k = min(self.mask_topk, outputs.pred_logits.shape[1])
-        top = outputs.pred_logits.topk(k, dim=1).indices  # [N, k]
-        index = top[:, :, None, None].expand(-1, -1, *outputs.pred_masks.shape[-2:])
-        return outputs.pred_masks.gather(1, index).amax(dim=1)
+        """[N, h, w] logits from a full SAM3 output, as inference builds the mask (sam3_ops)."""
+        return select_mask_logits(outputs, self.mask_source, self.mask_topk)
 
     def full_forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         """Reference path with no sharing: one complete model call per prompt row. [N, ...] each."""

@@ -1,0 +1,195 @@
+"""`pipeline("text-guided-nuclei-segmentation")`: an H&E tile and sentences in, nucleus masks out.
+
+    seg = pipeline("text-guided-nuclei-segmentation", model="outputs/pgat-demo")   # after `import pgat_hf`
+    seg(image, prompts=["all nuclei", "inflammatory nuclei"])   # -> one dict per prompt
+
+Each result: `prompt`; `mask` (PIL "L", 0/255, the input image's size); `score` (presence
+probability); `label_map` (int32 HxW instance ids, 0 = background: connected components of the
+mask); `instances` (per nucleus: id, bbox [x0, y0, x1, y1] in pixels, area, mean mask
+probability as score). All prompts of one image share one vision pass.
+
+This file imports only torch, numpy, PIL, transformers and `.sam3_ops`, so `pgat-hf push` can ship
+it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy import ndimage
+from transformers import Pipeline
+from transformers.utils import cached_file
+
+from .sam3_ops import (
+    INFERENCE_DEFAULTS,
+    decode_prompts,
+    mask_to_instances,
+    preprocess_image,
+    repeat_vision_features,
+)
+
+TASK = "text-guided-nuclei-segmentation"
+
+
+def load_image(image) -> Image.Image:
+    """PIL image, path or HxW / HxWx3 / HxWx4 uint8 array -> RGB PIL image; clear errors otherwise."""
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
+    elif isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"image array must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+        if image.dtype != np.uint8:
+            raise ValueError(f"image array must be uint8 (0..255), got {image.dtype}")
+        image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image)
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
+    if image.mode not in ("RGB", "RGBA", "L", "P", "CMYK", "YCbCr"):
+        # 16-bit / float / binary images are label maps or measurements, not stained tissue.
+        raise ValueError(f"image mode {image.mode!r} is not a colour or grey image; pass an RGB H&E tile")
+    return image.convert("RGB")
+
+
+def check_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("prompts must be a non-empty string or a non-empty list of strings")
+    for prompt in prompts:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"every prompt must be a non-empty string, got {prompt!r}")
+    return list(prompts)
+
+
+class TextGuidedNucleiSegmentationPipeline(Pipeline):
+    """Text-guided nuclei segmentation with a stock `Sam3Model` checkpoint (see module docstring)."""
+
+    _load_tokenizer = True
+    _load_image_processor = False  # Sam3ImageProcessor needs torchvision; preprocessing is sam3_ops
+    _load_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.settings = {**INFERENCE_DEFAULTS, **(getattr(self.model.config, "pgat_inference", None) or {})}
+        self.preprocessing = self._read_preprocessing()
+
+    def _read_preprocessing(self) -> dict:
+        """Input size and normalisation from preprocessor_config.json beside the weights (SAM3 defaults else)."""
+        size = int(self.model.config.vision_config.backbone_config.image_size)
+        preprocessing = {"size": size, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+        source = getattr(self.model, "name_or_path", "") or ""
+        path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False) if source else None
+        if path:
+            with open(path) as handle:
+                config = json.load(handle)
+            preprocessing.update(size=int(config["size"]["height"]), mean=tuple(config["image_mean"]),
+                                 std=tuple(config["image_std"]))
+        return preprocessing
+
+    def _sanitize_parameters(self, prompts=None, threshold=None, presence_threshold=None, min_instance_area=None,
+                             prompt_batch_size=None, **unused):
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if prompts is not None:
+            preprocess_params["prompts"] = prompts
+        if prompt_batch_size is not None:
+            forward_params["prompt_batch_size"] = prompt_batch_size
+        if threshold is not None:
+            postprocess_params["threshold"] = threshold
+        if presence_threshold is not None:
+            postprocess_params["presence_threshold"] = presence_threshold
+        if min_instance_area is not None:
+            postprocess_params["min_instance_area"] = min_instance_area
+        return preprocess_params, forward_params, postprocess_params
+
+    def __call__(self, images, prompts=None, **kwargs):
+        """images: one image (PIL, path, uint8 array) or a list; prompts: a string or a list of strings.
+
+        One image -> a list of dicts, one per prompt (a single dict when prompts is a string);
+        a list of images -> a list of such results. Call parameters: threshold (mask probability,
+        default the checkpoint's), presence_threshold (empty the mask when the presence score is
+        below it; default 0: no gating), min_instance_area (pixels, default 0), prompt_batch_size.
+        """
+        if prompts is None:
+            raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
+        check_prompts(prompts)
+        return super().__call__(images, prompts=prompts, **kwargs)
+
+    def preprocess(self, image, prompts=None):
+        rgb = load_image(image)
+        single = isinstance(prompts, str)
+        prompts = check_prompts(prompts)
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
+                                max_length=int(self.settings["max_text_length"]), return_tensors="pt")
+        pixel_values = preprocess_image(rgb, self.preprocessing["size"], self.preprocessing["mean"],
+                                        self.preprocessing["std"])[None]
+        return {"pixel_values": pixel_values, "input_ids": tokens["input_ids"],
+                "attention_mask": tokens["attention_mask"], "prompts": prompts, "single": single,
+                "image_size": rgb.size}
+
+    def _forward(self, model_inputs, prompt_batch_size: int = 16):
+        pixel_values = model_inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        vision = self.model.get_vision_features(pixel_values=pixel_values)  # once for every prompt
+        logits, presence = [], []
+        for start in range(0, input_ids.shape[0], prompt_batch_size):
+            ids = input_ids[start:start + prompt_batch_size].to(self.device)
+            mask = attention_mask[start:start + prompt_batch_size].to(self.device)
+            chunk_logits, chunk_presence = decode_prompts(
+                self.model, repeat_vision_features(vision, ids.shape[0]), ids, mask,
+                self.settings["mask_source"], int(self.settings["mask_topk"]))
+            logits.append(chunk_logits.float())
+            presence.append(chunk_presence.float())
+        width, height = model_inputs["image_size"]
+        mask_logits = F.interpolate(torch.cat(logits)[:, None], size=(height, width), mode="bilinear",
+                                    align_corners=False)[:, 0]  # [P, H, W] at the input size
+        return {"probabilities": mask_logits.sigmoid().cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
+                "prompts": model_inputs["prompts"], "single": model_inputs["single"]}
+
+    def postprocess(self, model_outputs, threshold=None, presence_threshold=0.0, min_instance_area=0):
+        threshold = float(self.settings["threshold"] if threshold is None else threshold)
+        results = []
+        for prompt, probability, score in zip(model_outputs["prompts"], model_outputs["probabilities"].numpy(),
+                                              model_outputs["presence"].numpy()):
+            mask = probability > threshold
+            if score < presence_threshold:
+                mask[:] = False
+            label_map = mask_to_instances(mask, min_area=min_instance_area)
+            results.append({
+                "prompt": prompt,
+                "mask": Image.fromarray((label_map > 0).astype(np.uint8) * 255, mode="L"),
+                "score": float(score),
+                "label_map": label_map,
+                "instances": describe_instances(label_map, probability),
+            })
+        return results[0] if model_outputs["single"] else results
+
+
+def describe_instances(label_map: np.ndarray, probability: np.ndarray) -> list[dict]:
+    """Per instance id: bbox [x0, y0, x1, y1] (inclusive-exclusive), area in pixels, mean probability."""
+    count = int(label_map.max())
+    if count == 0:
+        return []
+    ids = label_map.ravel()
+    areas = np.bincount(ids, minlength=count + 1)
+    scores = np.bincount(ids, weights=probability.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    instances = []
+    for index, box in enumerate(ndimage.find_objects(label_map), start=1):
+        if box is None:
+            continue
+        rows, cols = box
+        instances.append({"id": index, "bbox": [cols.start, rows.start, cols.stop, rows.stop],
+                          "area": int(areas[index]), "score": float(scores[index])})
+    return instances

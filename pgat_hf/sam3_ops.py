@@ -1,0 +1,94 @@
+"""SAM3 inference operations that import nothing from pgat_hf.
+
+The pipeline's Hub copy (remote code: `pipeline.py` + this file, uploaded by `pgat-hf push`)
+must run where pgat_hf is not installed, so everything it needs beyond torch, numpy, PIL, scipy and
+transformers lives here; the trainer's backend uses the same functions, so training and inference
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
+
+MASK_SOURCES = ("semantic", "topk")
+
+# How a checkpoint turns logits into a mask. Training stores these in config.json under
+# `pgat_inference` (an extra key that stock Sam3Config keeps and ignores), so the evaluator and the
+# pipeline infer the way the model was trained; a plain SAM3 checkpoint gets these defaults.
+INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
+
+
+def preprocess_image(image: Image.Image, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> torch.Tensor:
+    """RGB PIL image -> pixel_values [3, size, size] float32: square resize, (x/255 - mean) / std."""
+    image = image.convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    array = (array - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def repeat_vision_features(features: Sam3VisionEncoderOutput, repeats: int) -> Sam3VisionEncoderOutput:
+    """Repeat each image's features `repeats` times along the batch: [B, ...] -> [B*repeats, ...].
+
+    SAM3's feature fields do not broadcast, so every one is repeated. Order is image-major
+    (b0 b0 b0 b1 b1 b1), matching prompts flattened from [B, P].
+    """
+
+    def rep(tensor: torch.Tensor | None) -> torch.Tensor | None:
+        return None if tensor is None else tensor.repeat_interleave(repeats, dim=0)
+
+    return Sam3VisionEncoderOutput(
+        last_hidden_state=rep(features.last_hidden_state),
+        fpn_hidden_states=tuple(rep(t) for t in features.fpn_hidden_states),
+        fpn_position_encoding=tuple(rep(t) for t in features.fpn_position_encoding),
+    )
+
+
+def select_mask_logits(outputs, mask_source: str = "semantic", mask_topk: int = 5) -> torch.Tensor:
+    """One logit map per prompt, built the way inference builds the mask.
+
+    semantic: SAM3's semantic_seg head [N, 1, h, w] -> [N, h, w].
+    topk: pixel-wise max over the k query masks with the highest scores [N, Q, h, w] -> [N, h, w].
+    """
+    if mask_source == "semantic":
+        return outputs.semantic_seg[:, 0]
+    if mask_source != "topk":
+        raise ValueError(f"mask_source must be one of {MASK_SOURCES}, got {mask_source!r}")
+    k = min(mask_topk, outputs.pred_logits.shape[1])
+    top = outputs.pred_logits.topk(k, dim=1).indices  # [N, k]
+    index = top[:, :, None, None].expand(-1, -1, *outputs.pred_masks.shape[-2:])
+    return outputs.pred_masks.gather(1, index).amax(dim=1)
+
+
+def decode_prompts(model, vision_features: Sam3VisionEncoderOutput, input_ids: torch.Tensor,
+                   attention_mask: torch.Tensor, mask_source: str = "semantic",
+                   mask_topk: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """N prompts against N (already repeated) image features.
+
+    input_ids, attention_mask [N, L] -> mask_logits [N, h, w], presence_logits [N].
+    `text_embeds` must be the whole get_text_features output, not a tensor (DESIGN.md §5).
+    """
+    text_embeds = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+    outputs = model(vision_embeds=vision_features, text_embeds=text_embeds, attention_mask=attention_mask)
+    return select_mask_logits(outputs, mask_source, mask_topk), outputs.presence_logits[:, 0]
+
+
+def mask_to_instances(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Binary HxW -> instance-id map (int32, 0 = background): 8-connected components.
+
+    Components under `min_area` pixels are dropped; ids are renumbered 1..N in raster order.
+    """
+    labels, count = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), int))
+    if count == 0:
+        return labels.astype(np.int32)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    keep = areas >= max(min_area, 1)
+    keep[0] = False
+    new_ids = np.zeros(count + 1, np.int32)
+    new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return new_ids[labels]

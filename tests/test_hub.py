@@ -1,0 +1,183 @@
+"""The checkpoint as others get it: stock transformers in a process without pgat_hf, a Hub repo id,
+the pipeline as remote code, the model card, and `pgat-hf push`.
+
+Only the Hub's upload endpoint is patched (HfApi.create_repo / upload_folder: no network here);
+the hub-layout cache folder stands in for a downloaded repo.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+from safetensors.torch import save_file
+
+from pgat_hf.cli import main as cli_main
+from pgat_hf.push import REMOTE_TASK, stage_upload
+
+REPO_ID = "pgat-test/tiny-demo"
+PROMPTS = ["all nuclei", "inflammatory nuclei"]
+
+# Runs in a fresh interpreter where importing pgat_hf fails: only stock transformers is used.
+STOCK_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.modules["pgat_hf"] = None  # any `import pgat_hf` now raises ImportError
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModel, AutoTokenizer, Sam3Model
+
+    model_ref, inputs_path = sys.argv[1], sys.argv[2]
+    inputs = load_file(inputs_path)
+    for loader in (Sam3Model, AutoModel):
+        model = loader.from_pretrained(model_ref).eval()
+        assert type(model).__name__ == "Sam3Model", type(model)
+        tokens = AutoTokenizer.from_pretrained(model_ref)(
+            ["all nuclei", "inflammatory nuclei"], padding="max_length", max_length=32, return_tensors="pt")
+        assert torch.equal(tokens["input_ids"], inputs["input_ids"])
+        with torch.no_grad():
+            out = model(pixel_values=inputs["pixel_values"], input_ids=inputs["input_ids"],
+                        attention_mask=inputs["attention_mask"])
+        torch.testing.assert_close(out.semantic_seg, inputs["semantic_seg"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out.pred_masks, inputs["pred_masks"], rtol=0, atol=1e-5)
+        torch.testing.assert_close(out.presence_logits, inputs["presence_logits"], rtol=0, atol=1e-5)
+    if len(sys.argv) > 3:  # the pipeline from the repo's own code
+        from PIL import Image
+        from transformers import pipeline
+        seg = pipeline(model=model_ref, trust_remote_code=True)
+        results = seg(Image.open(sys.argv[3]), prompts=["all nuclei", "inflammatory nuclei"])
+        np.save(sys.argv[4], np.stack([np.asarray(r["mask"]) for r in results]))
+    assert "pgat_hf" not in sys.modules or sys.modules["pgat_hf"] is None
+    print("STOCK-OK")
+""")
+
+
+@pytest.fixture(scope="module")
+def reference(trained_checkpoint, tmp_path_factory):
+    """Inputs and the trained model's outputs, written as safetensors for the subprocess to compare."""
+    folder, segmenter, tokenizer, _ = trained_checkpoint
+    torch.manual_seed(0)
+    pixel_values = torch.randn(2, 3, 64, 64)
+    tokens = tokenizer(PROMPTS, padding="max_length", max_length=32, return_tensors="pt")
+    with torch.no_grad():
+        out = segmenter.model(pixel_values=pixel_values, **tokens)
+    path = tmp_path_factory.mktemp("reference") / "inputs.safetensors"
+    save_file({"pixel_values": pixel_values, "input_ids": tokens["input_ids"].contiguous(),
+               "attention_mask": tokens["attention_mask"].contiguous(), "semantic_seg": out.semantic_seg.contiguous(),
+               "pred_masks": out.pred_masks.contiguous(), "presence_logits": out.presence_logits.contiguous()}, path)
+    return path
+
+
+def run_stock(args, env_extra=None, cwd=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env_extra or {})}
+    result = subprocess.run([sys.executable, "-c", STOCK_SCRIPT, *map(str, args)], capture_output=True, text=True,
+                            env=env, cwd=cwd, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "STOCK-OK" in result.stdout
+
+
+def test_checkpoint_folder_loads_in_stock_transformers_without_pgat_hf(trained_checkpoint, reference, tmp_path):
+    folder = trained_checkpoint[0]
+    assert (folder / "model.safetensors").is_file()
+    assert not list(folder.glob("*.bin")) and not list(folder.glob("*.pt"))
+    run_stock([folder, reference], cwd=tmp_path)
+
+
+def make_hub_cache(cache_dir, repo_id, files_dir, revision="0123456789abcdef0123456789abcdef01234567"):
+    """Lay files out the way huggingface_hub caches a downloaded repo: models--org--name/snapshots/<sha>/."""
+    repo_dir = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo_dir / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    for path in files_dir.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(revision)
+    return snapshot
+
+
+def test_pushed_files_load_by_repo_id_and_pipeline_runs_as_remote_code(trained_checkpoint, reference, tmp_path):
+    """What push would upload, placed in a hub cache: stock load by id, and the pipeline without pgat_hf."""
+    from transformers import pipeline
+
+    folder, *_ = trained_checkpoint
+    staged = tmp_path / "staged"
+    stage_upload(folder, REPO_ID, staged)
+    cache = tmp_path / "hub"
+    make_hub_cache(cache, REPO_ID, staged)
+    image_path = tmp_path / "tile.png"
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(image_path)
+    remote_masks = tmp_path / "remote_masks.npy"
+    run_stock([REPO_ID, reference, image_path, remote_masks],
+              env_extra={"HF_HUB_CACHE": str(cache), "HF_MODULES_CACHE": str(tmp_path / "modules")}, cwd=tmp_path)
+    local = pipeline("text-guided-nuclei-segmentation", model=str(folder))(str(image_path), prompts=PROMPTS)
+    np.testing.assert_array_equal(np.load(remote_masks), np.stack([np.asarray(r["mask"]) for r in local]))
+
+
+def test_push_sends_checkpoint_card_and_code_only(trained_checkpoint, tmp_path, monkeypatch):
+    folder, *_ = trained_checkpoint
+    (folder / "checkpoint-2").mkdir(exist_ok=True)  # trainer checkpoints and logs stay local
+    (folder / "runs").mkdir(exist_ok=True)
+    sent = {}
+
+    # Patched: the Hub's upload endpoint (no network in tests). Everything before it runs for real.
+    def fake_create_repo(self, repo_id, **kwargs):
+        sent["created"] = (repo_id, kwargs.get("private"))
+
+    def fake_upload_folder(self, folder_path, repo_id, **kwargs):
+        sent["repo_id"] = repo_id
+        sent["files"] = {p: open(os.path.join(folder_path, p), "rb").read() for p in os.listdir(folder_path)}
+
+    monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
+    assert cli_main(["push", "--model", str(folder), "--repo", REPO_ID, "--private"]) == 0
+    assert sent["created"] == (REPO_ID, True) and sent["repo_id"] == REPO_ID
+    names = set(sent["files"])
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
+            "README.md", "robustness_report.json", "pipeline.py", "sam3_ops.py"} <= names
+    assert not any(n.startswith(("checkpoint-", "runs")) or n.endswith((".bin", ".pt")) for n in names)
+    config = json.loads(sent["files"]["config.json"])
+    assert config["custom_pipelines"][REMOTE_TASK]["impl"] == "pipeline.TextGuidedNucleiSegmentationPipeline"
+    assert config["pgat_inference"]["mask_source"] == "semantic"
+    card = sent["files"]["README.md"].decode()
+    assert REPO_ID in card and "model-index" in card
+    # pickles are refused before anything is sent
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    try:
+        sent.clear()
+        with pytest.raises(ValueError, match="training_args.bin"):
+            cli_main(["push", "--model", str(folder), "--repo", REPO_ID])
+        assert "files" not in sent
+    finally:
+        (folder / "training_args.bin").unlink()
+
+
+def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
+    folder, *_ = trained_checkpoint
+    card = ModelCard.load(folder / "README.md")  # written by the fixture, as training writes it
+    assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
+    report = json.loads((folder / "robustness_report.json").read_text())
+    results = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert results["Dice T1 (low prompts)"] == pytest.approx(report["summary"]["dice"]["T1"]["low"], abs=1e-4)
+    text = card.text
+    for expected in ("prompts per group K | 3", "λ (group loss)", "group_loss_mode", "held_out", "Licences",
+                     "Sam3Model.from_pretrained", "synthetic"):
+        assert expected in text, expected
+    # `pgat-hf card` regenerates it, with a repo id in the snippets and a plot embedded if present
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), "white").save(folder / "dice_per_quality.png")
+    out = tmp_path / "card.md"
+    assert cli_main(["card", "--model", str(folder), "--repo-id", REPO_ID, "--out", str(out)]) == 0
+    regenerated = out.read_text()
+    assert f'model="{REPO_ID}"' in regenerated and "![dice_per_quality.png](dice_per_quality.png)" in regenerated
+    (folder / "dice_per_quality.png").unlink()
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        cli_main(["card", "--model", str(tmp_path)])

@@ -1,0 +1,134 @@
+"""The `text-guided-nuclei-segmentation` pipeline on a trained tiny checkpoint: inputs, outputs, errors, cost."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from transformers import pipeline
+
+import pgat_hf  # noqa: F401  (registers the task)
+from pgat_hf.inference import predict_probabilities
+
+PROMPTS = ["all nuclei", "inflammatory nuclei", "segment every neoplastic cell nucleus"]
+
+
+@pytest.fixture(scope="module")
+def seg(trained_checkpoint):
+    folder = trained_checkpoint[0]
+    return pipeline("text-guided-nuclei-segmentation", model=str(folder))
+
+
+@pytest.fixture(scope="module")
+def tile(synthetic_splits):
+    return synthetic_splits["test"][0]["image"].convert("RGB")
+
+
+def check_result(result, prompt, size):
+    assert result["prompt"] == prompt
+    assert result["mask"].mode == "L" and result["mask"].size == size
+    mask = np.asarray(result["mask"]) > 0
+    assert set(np.unique(np.asarray(result["mask"]))) <= {0, 255}
+    assert 0.0 <= result["score"] <= 1.0
+    label_map = result["label_map"]
+    assert label_map.shape == (size[1], size[0]) and label_map.dtype == np.int32
+    np.testing.assert_array_equal(label_map > 0, mask)
+    assert len(result["instances"]) == label_map.max()
+    assert sum(item["area"] for item in result["instances"]) == mask.sum()
+    for item in result["instances"]:
+        x0, y0, x1, y1 = item["bbox"]
+        assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
+        assert (label_map[y0:y1, x0:x1] == item["id"]).sum() == item["area"]
+
+
+def test_one_prompt_returns_one_dict_and_several_return_a_list(seg, tile):
+    single = seg(tile, prompts="all nuclei")
+    assert isinstance(single, dict)
+    check_result(single, "all nuclei", tile.size)
+    several = seg(tile, prompts=PROMPTS)
+    assert [r["prompt"] for r in several] == PROMPTS
+    for result, prompt in zip(several, PROMPTS):
+        check_result(result, prompt, tile.size)
+    np.testing.assert_array_equal(np.asarray(single["mask"]), np.asarray(several[0]["mask"]))
+
+
+def test_masks_are_the_evaluators_masks(seg, tile, trained_checkpoint):
+    """Pipeline and evaluator share one inference path: same probabilities, same masks."""
+    _, segmenter, tokenizer, image_processor = trained_checkpoint
+    probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, tile, PROMPTS)
+    results = seg(tile, prompts=PROMPTS)
+    for index, result in enumerate(results):
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, probabilities[index] > 0.5)
+        assert result["score"] == pytest.approx(float(presence[index]), abs=1e-5)
+
+
+def test_input_kinds_and_sizes(seg, tile, tmp_path):
+    rgb = np.asarray(tile)
+    wide = Image.fromarray(rgb).resize((96, 40))  # not square, not the model's size
+    path = tmp_path / "tile.png"
+    tile.save(path)
+    by_pil = seg(tile, prompts="all nuclei")
+    for image in (str(path), path, rgb, Image.fromarray(rgb).convert("RGBA"), np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])):
+        result = seg(image, prompts="all nuclei")
+        np.testing.assert_array_equal(np.asarray(result["mask"]), np.asarray(by_pil["mask"]))
+    check_result(seg(wide, prompts="all nuclei"), "all nuclei", (96, 40))
+    grey = seg(np.asarray(tile.convert("L")), prompts="all nuclei")
+    check_result(grey, "all nuclei", tile.size)
+
+
+def test_several_images(seg, tile):
+    flipped = tile.transpose(Image.FLIP_LEFT_RIGHT)
+    results = seg([tile, flipped], prompts=PROMPTS[:2])
+    assert len(results) == 2 and all(len(r) == 2 for r in results)
+    np.testing.assert_array_equal(np.asarray(results[0][1]["mask"]), np.asarray(seg(tile, prompts=PROMPTS[1])["mask"]))
+    np.testing.assert_array_equal(np.asarray(results[1][0]["mask"]),
+                                  np.asarray(seg(flipped, prompts=PROMPTS[0])["mask"]))
+
+
+def test_thresholds_are_call_parameters(seg, tile):
+    assert not np.asarray(seg(tile, prompts="all nuclei", threshold=1.0)["mask"]).any()
+    assert np.asarray(seg(tile, prompts="all nuclei", threshold=0.0)["mask"]).all()
+    gated = seg(tile, prompts="all nuclei", threshold=0.0, presence_threshold=1.01)
+    assert not np.asarray(gated["mask"]).any() and gated["instances"] == []
+    loose = seg(tile, prompts="all nuclei", threshold=0.3)
+    big_only = seg(tile, prompts="all nuclei", threshold=0.3, min_instance_area=10_000)
+    assert len(big_only["instances"]) <= len(loose["instances"])
+    assert all(item["area"] >= 10_000 for item in big_only["instances"])
+
+
+def test_k_prompts_cost_one_vision_pass(seg, tile, monkeypatch):
+    calls = []
+    original = seg.model.get_vision_features
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("pixel_values", args[0] if args else None).shape[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(seg.model, "get_vision_features", counting)
+    seg(tile, prompts=PROMPTS, prompt_batch_size=1)  # three decode chunks, still one encoding
+    assert calls == [1]
+    seg([tile, tile], prompts=PROMPTS)
+    assert calls == [1, 1, 1]
+
+
+@pytest.mark.parametrize("prompts, message", [("", "non-empty"), ("   ", "non-empty"), ([], "non-empty"),
+                                               (["all nuclei", ""], "non-empty"), ([3], "non-empty"),
+                                               (None, "prompts=")])
+def test_bad_prompts_raise_clear_errors(seg, tile, prompts, message):
+    with pytest.raises(ValueError, match=message):
+        seg(tile, prompts=prompts)
+
+
+def test_bad_images_raise_clear_errors(seg, tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        seg(str(tmp_path / "missing.png"), prompts="all nuclei")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    with pytest.raises(ValueError, match="corrupt.png"):
+        seg(str(corrupt), prompts="all nuclei")
+    with pytest.raises(ValueError, match="mode"):
+        seg(Image.fromarray(np.zeros((32, 32), np.uint16)), prompts="all nuclei")  # a 16-bit label map
+    with pytest.raises(ValueError, match="uint8"):
+        seg(np.zeros((32, 32, 3), np.float32), prompts="all nuclei")
+    with pytest.raises(ValueError, match="shape"):
+        seg(np.zeros((4, 32, 32, 3), np.uint8), prompts="all nuclei")
+    with pytest.raises(TypeError, match="PIL image"):
+        seg(12, prompts="all nuclei")
