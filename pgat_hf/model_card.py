@@ -1,6 +1,6 @@
 """Render a training output folder's model card (README.md) from model_card/template.md.
 
-    pgat-hf card --model outputs/pgat-demo [--repo-id ORG/NAME] [--out PATH]
+    pgat-hf card --model outputs/pgat-demo [--repo-id ORG/NAME] [--out PATH] [--he-figure]
 
 Everything on the card is read from files training wrote: config.json, model.safetensors (parameter
 count), pgat_training_args.json (hyperparameters), pgat_run.json (base model and data, when
@@ -176,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo-id", default=None, help="Hub repo id the card's usage snippets should name")
     parser.add_argument("--out", default=None, help="where to write the card (default MODEL/README.md)")
     parser.add_argument("--template", default=None, help=f"card template (default {TEMPLATE})")
+    parser.add_argument("--he-figure", action="store_true",
+                        help="first draw the pipeline's masks on stardist's real H&E tile (needs stardist)")
     args = parser.parse_args(argv)
+    if args.he_figure:
+        from .showcase import render_he_figure
+
+        print(render_he_figure(args.model))
     print(write_model_card(args.model, repo_id=args.repo_id, out=args.out, template_path=args.template))
     return 0

@@ -181,3 +181,15 @@ def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
     (folder / "dice_per_quality.png").unlink()
     with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
         cli_main(["card", "--model", str(tmp_path)])
+
+
+def test_he_figure_on_the_real_stardist_tile(trained_checkpoint, tmp_path):
+    from PIL import Image
+
+    from pgat_hf.showcase import load_he_tile, render_he_figure
+
+    tile = load_he_tile()
+    assert tile.shape == (300, 300, 3) and tile.dtype == np.uint8 and tile.std() > 10  # real tissue, not blank
+    path = render_he_figure(str(trained_checkpoint[0]), str(tmp_path / "he.png"))
+    with Image.open(path) as figure:
+        assert figure.size[0] > 600 and figure.size[1] > 300
