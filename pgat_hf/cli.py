@@ -11,6 +11,7 @@ COMMANDS = {
     "train": ("pgat_hf.train", "train a checkpoint (same flags as pgat_hf/train.py, incl. --config)"),
     "eval": ("pgat_hf.eval_cli", "per-prompt robustness evaluation of one or more models"),
     "bench": ("pgat_hf.bench", "step-time benchmark: shared encoding vs repeated / separate forwards"),
+    "compare": ("pgat_hf.compare", "train recipes x seeds from one start and tabulate mean ± sd (cached runs)"),
     "card": ("pgat_hf.model_card", "(re)generate the model card of a training output folder"),
     "push": ("pgat_hf.push", "upload a checkpoint folder with its card and plots to the Hub"),
 }
@@ -18,7 +19,7 @@ COMMANDS = {
 
 def usage() -> str:
     lines = ["usage: pgat-hf COMMAND [ARGS]  (pgat-hf COMMAND --help for its flags)", "", "commands:"]
-    lines += [f"  {name:<6} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    lines += [f"  {name:<8} {help_text}" for name, (_, help_text) in COMMANDS.items()]
     return "\n".join(lines)
 
 
