@@ -64,18 +64,19 @@ class PromptGroupCollator:
             image, group_masks = self.load_arrays(row, groups)
             if self.augment:
                 image, group_masks = augment_arrays(rng, image, group_masks)
-            pixel_values.append(self.image_processor.preprocess(image))
-            masks.append(torch.from_numpy(group_masks.astype(np.float32)))
-            present.append(torch.tensor([float(group["present"]) for group in groups]))
+            pixel_values.append(self.image_processor.preprocess_array(image))
+            masks.append(group_masks)
+            present.append([float(group["present"]) for group in groups])
             prompts.extend(row_prompts)
         tokens = tokenize_prompts(self.tokenizer, prompts, self.max_text_length)
         shape = (len(rows), self.groups_per_image, self.num_prompts, -1)
+        # Batches are assembled in numpy and handed to torch once (see sam3_ops.normalize_image).
         return {
-            "pixel_values": torch.stack(pixel_values),
+            "pixel_values": torch.from_numpy(np.stack(pixel_values)),
             "input_ids": tokens["input_ids"].reshape(shape),
             "attention_mask": tokens["attention_mask"].reshape(shape),
-            "target_masks": torch.stack(masks),
-            "present": torch.stack(present),
+            "target_masks": torch.from_numpy(np.stack(masks).astype(np.float32)),
+            "present": torch.tensor(present, dtype=torch.float32),
             "resampled_groups": torch.tensor(float(resampled)),
         }
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .sam3_ops import preprocess_image
+from .sam3_ops import normalize_image
 
 CONFIG_NAME = "preprocessor_config.json"
 
@@ -29,9 +29,13 @@ class NucleiImageProcessor:
 
     def preprocess(self, image: Image.Image | np.ndarray) -> torch.Tensor:
         """RGB image (PIL or HxWx3 uint8) -> pixel_values [3, S, S] float32."""
+        return torch.from_numpy(self.preprocess_array(image))
+
+    def preprocess_array(self, image: Image.Image | np.ndarray) -> np.ndarray:
+        """Same as preprocess, as a numpy array (the collator stacks in numpy: see sam3_ops)."""
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
-        return preprocess_image(image, self.image_size, self.image_mean, self.image_std)
+        return normalize_image(image, self.image_size, self.image_mean, self.image_std)
 
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         """Label or binary map HxW -> SxS with nearest-neighbour (labels must not blend)."""
