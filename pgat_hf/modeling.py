@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import torch
 from transformers.utils import ModelOutput
 
-from .backends.sam3 import Sam3Backend, repeat_vision_features
+from .backends.clipseg import CLIPSegBackend
+from .backends.sam3 import Sam3Backend
 
 
 @dataclass
@@ -21,11 +22,15 @@ class PromptGroupOutput(ModelOutput):
 class PromptGroupSegmenter(torch.nn.Module):
     """Runs a text-conditioned segmenter on prompt groups with the image encoded once.
 
-    The trainable weights all live in `backend.model`, a stock model (e.g. `Sam3Model`), so the
-    checkpoint is that model's `save_pretrained` output and loads without pgat_hf.
+    The trainable weights all live in `backend.model`, a stock model (`Sam3Model` or
+    `CLIPSegForImageSegmentation`), so the checkpoint is that model's `save_pretrained` output and
+    loads without pgat_hf. A backend provides `encode_image(pixel_values [B, 3, S, S])`,
+    `repeat_features(features, repeats)` (image-major), `decode(features [N], input_ids [N, L],
+    attention_mask [N, L]) -> (mask_logits [N, h, w], presence_logits [N])`, `full_forward` (the
+    unshared reference) and `has_presence_head`.
     """
 
-    def __init__(self, backend: Sam3Backend):
+    def __init__(self, backend: Sam3Backend | CLIPSegBackend):
         super().__init__()
         self.backend = backend
 
@@ -37,6 +42,11 @@ class PromptGroupSegmenter(torch.nn.Module):
     @property
     def config(self):
         return self.backend.model.config
+
+    @property
+    def has_presence_head(self) -> bool:
+        """False for a backend whose presence logits are a constant (CLIPSeg): skip the presence loss."""
+        return bool(getattr(self.backend, "has_presence_head", True))
 
     def forward(
         self,
@@ -60,7 +70,7 @@ class PromptGroupSegmenter(torch.nn.Module):
         prompt_shape = input_ids.shape[:-1]  # (B, G, K) or (B, P)
         length = input_ids.shape[-1]
         prompts_per_image = input_ids[0, ..., 0].numel()
-        vision = repeat_vision_features(vision_features, prompts_per_image)  # B*P, image-major
+        vision = self.backend.repeat_features(vision_features, prompts_per_image)  # B*P, image-major
         mask_logits, presence_logits = self.backend.decode(
             vision, input_ids.reshape(-1, length), attention_mask.reshape(-1, length)
         )

@@ -89,6 +89,8 @@ def tiny_sam3_config(
 class Sam3Backend(torch.nn.Module):
     """Wraps a stock `Sam3Model`; the checkpoint is `self.model` and nothing else."""
 
+    has_presence_head = True
+
     def __init__(self, model: Sam3Model, mask_source: str = "semantic", mask_topk: int = 5):
         super().__init__()
         if mask_source not in MASK_SOURCES:
@@ -101,9 +103,18 @@ class Sam3Backend(torch.nn.Module):
     def image_size(self) -> int:
         return int(self.model.config.vision_config.backbone_config.image_size)
 
+    @property
+    def text_encoder(self) -> torch.nn.Module:
+        """The prompt encoder (what freeze_text_encoder fixes)."""
+        return self.model.text_encoder
+
     def encode_image(self, pixel_values: torch.Tensor) -> Sam3VisionEncoderOutput:
         """pixel_values [B, 3, S, S] -> SAM3 vision features for B images."""
         return self.model.get_vision_features(pixel_values=pixel_values)
+
+    def repeat_features(self, vision_features: Sam3VisionEncoderOutput, repeats: int) -> Sam3VisionEncoderOutput:
+        """[B, ...] -> [B*repeats, ...], image-major (b0 b0 b0 b1 b1 b1), as prompts flattened from [B, P]."""
+        return repeat_vision_features(vision_features, repeats)
 
     def decode(
         self,
