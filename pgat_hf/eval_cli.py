@@ -1,0 +1,318 @@
+"""`pgat-hf eval`: the per-prompt robustness protocol for one or more models, tables and plots.
+
+    pgat-hf eval --model outputs/pgat-demo [--model outputs/baseline ...] --dataset data/pgat-synthetic \
+        [--configs synthetic ...] [--split test] [--max-images N] [--out DIR] [--json PATH]
+
+Writes into --out: eval_results.json (summaries per model × config and overall), eval_report.md
+(the paper's Table 1 / 2 / 4 / 5 shapes plus instance metrics, models as rows), records.jsonl
+(one line per model × image × prompt), dice_by_quality.png and qualitative_<model>.png.
+Python API: `evaluate_models(...)` returns the same results dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+
+from tqdm.auto import tqdm
+
+from .evaluation import QUALITY_ORDER, STAT_NAMES, evaluate_robustness, qualitative_examples, summarize
+from .metrics import INSTANCE_METRIC_NAMES
+
+
+class EvalError(ValueError):
+    """A user-facing problem with the arguments (missing model, dataset, config or split)."""
+
+
+# ------------------------------------------------------------------------------------------
+# Loading, with errors that name what is missing
+# ------------------------------------------------------------------------------------------
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
+
+
+def _missing_folder(name: str) -> bool:
+    """True for a name that can only be a local path and does not exist."""
+    return not os.path.exists(os.path.expanduser(name)) and not _HUB_ID.fullmatch(name)
+
+
+def load_model(name: str):
+    """Folder or Hub id -> (segmenter, tokenizer, image processor, settings); EvalError if absent."""
+    from .factory import load_segmenter
+
+    if _missing_folder(name):
+        raise EvalError(f"model not found: no folder {name!r}")
+    if os.path.isdir(name) and not any(os.path.isfile(os.path.join(name, f)) for f in ("config.json", "adapter_config.json")):
+        raise EvalError(f"model folder {name!r} has no config.json: pass a checkpoint folder (a training output_dir)")
+    try:
+        return load_segmenter(os.path.expanduser(name))
+    except OSError as error:  # transformers raises OSError for missing repos / files, offline included
+        raise EvalError(f"model {name!r} could not be loaded (not a folder, not in the Hub cache): {error}") from error
+
+
+def resolve_configs(dataset: str, configs: list[str] | None, split: str) -> list[str]:
+    """Check the dataset, its configs and the split exist; default to every config."""
+    import datasets
+
+    if _missing_folder(dataset):
+        raise EvalError(f"dataset not found: no folder {dataset!r}")
+    try:
+        available = datasets.get_dataset_config_names(dataset)
+    except Exception as error:  # datasets raises several types (FileNotFoundError, ConnectionError, ...)
+        raise EvalError(f"dataset {dataset!r} could not be read (not a dataset folder, not in the Hub cache): "
+                        f"{error}") from error
+    missing = [c for c in configs or [] if c not in available]
+    if missing:
+        raise EvalError(f"dataset {dataset!r} has no config {', '.join(map(repr, missing))}; "
+                        f"available: {', '.join(available)}")
+    chosen = list(configs or available)
+    for config in chosen:
+        splits = datasets.get_dataset_split_names(dataset, config)
+        if split not in splits:
+            raise EvalError(f"config {config!r} of {dataset!r} has no split {split!r}; available: {', '.join(splits)}")
+    return chosen
+
+
+def model_labels(names: list[str]) -> list[str]:
+    """Short row labels: a folder's name or a Hub id; repeated labels get -2, -3, ..."""
+    labels, seen = [], {}
+    for name in names:
+        label = os.path.basename(os.path.normpath(name)) if os.path.isdir(name) else name
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return labels
+
+
+def trained_on(name: str) -> list[str] | None:
+    """Configs a checkpoint records as its training data (pgat_run.json: dataset_configs or dataset_config)."""
+    from transformers.utils import cached_file
+
+    path = cached_file(name, "pgat_run.json", _raise_exceptions_for_missing_entries=False,
+                       _raise_exceptions_for_connection_errors=False)
+    if path is None:
+        return None
+    with open(path) as handle:
+        run = json.load(handle)
+    configs = run.get("dataset_configs") or run.get("dataset_config")
+    return [configs] if isinstance(configs, str) else configs
+
+
+# ------------------------------------------------------------------------------------------
+# Markdown tables (models as rows)
+# ------------------------------------------------------------------------------------------
+def _cell(value, signed=False) -> str:
+    if value is None or value != value:  # None or nan
+        return "–"
+    value = 0.0 if abs(value) < 5e-4 else value  # no "-0.000"
+    return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def render_markdown(results: dict) -> str:
+    """Tables 1 (Dice per source), 2 (robustness), 4 (per quality), 5 (zero-shot), instance metrics."""
+    models, configs = results["models"], results["configs"]
+    tasks = sorted({t for m in models.values() for t in m["overall"]["dice"]})
+    tiles = ", ".join(f"{label}: {m['overall']['num_images']} tiles" for label, m in models.items())
+    lines = [f"# Prompt-robustness evaluation: {results['dataset']} ({results['split']} split)", "",
+             f"Every prompt of every group evaluated on its own with the model's own inference; "
+             f"{tiles}. "
+             f"Dice is the mean over prompts of the training qualities (low/medium/high) unless a column says otherwise.",
+             "", "## Table 1: Dice per source", ""]
+    header = ["model"] + [f"{c} {t}" for c in configs for t in tasks]
+    if len(configs) > 1:
+        header += [f"all {t}" for t in tasks]
+    rows = []
+    for label, model in models.items():
+        row = [label] + [_cell(model["by_config"][c]["dice"].get(t, {}).get("all")) for c in configs for t in tasks]
+        if len(configs) > 1:
+            row += [_cell(model["overall"]["dice"].get(t, {}).get("all")) for t in tasks]
+        rows.append(row)
+    lines += _table(header, rows)
+
+    lines += ["", "## Table 2: robustness across a group's prompts (mean over groups, all sources)", ""]
+    rows = [[label, task] + [_cell(m["overall"]["robustness"].get(task, {}).get(s), signed=s == "low_high_gap")
+                             for s in STAT_NAMES]
+            for label, m in models.items() for task in tasks]
+    lines += _table(["model", "task", "Dice std ↓", "worst-prompt Dice ↑", "high − low gap", "pairwise agreement ↑"],
+                    rows)
+
+    lines += ["", "## Table 4: Dice per prompt quality (all sources)", ""]
+    rows = [[label, task] + [_cell(m["overall"]["dice"].get(task, {}).get(q)) for q in QUALITY_ORDER]
+            for label, m in models.items() for task in tasks]
+    lines += _table(["model", "task", "low", "medium", "high", "held-out"], rows)
+
+    zero_shot = results.get("zero_shot_configs")
+    lines += ["", "## Table 5: zero-shot Dice per dataset", ""]
+    if zero_shot is None:
+        lines += ["--zero-shot was not given, so every evaluated config is listed; (seen) marks a config that "
+                  "a checkpoint's pgat_run.json names as training data.", ""]
+    shown = configs if zero_shot is None else [c for c in configs if c in zero_shot]
+    header = ["model"] + [f"{c} {t}" for c in shown for t in tasks] + [f"{c} held-out" for c in shown]
+    rows = []
+    for label, m in models.items():
+        seen = m.get("trained_on") or []
+        mark = {c: " (seen)" if c in seen else "" for c in shown}
+        row = [label] + [_cell(m["by_config"][c]["dice"].get(t, {}).get("all")) + mark[c] for c in shown for t in tasks]
+        row += [_cell(m["by_config"][c].get("held_out_dice")) + mark[c] for c in shown]
+        rows.append(row)
+    lines += _table(header, rows) if shown else ["(no evaluated config is in --zero-shot)"]
+
+    lines += ["", "## Instance metrics of T1 prompts per source (train qualities; masks split into "
+              "8-connected components)", ""]
+    rows = []
+    for label, m in models.items():
+        for config in configs:
+            scores = m["by_config"][config].get("instance", {}).get("T1", {}).get("all")
+            if scores:
+                rows.append([label, config] + [_cell(scores[n]) for n in INSTANCE_METRIC_NAMES])
+    lines += _table(["model", "source"] + [n.upper().replace("_PLUS", "+") for n in INSTANCE_METRIC_NAMES], rows) \
+        if rows else ["(no T1 prompts evaluated)"]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------
+# Python API
+# ------------------------------------------------------------------------------------------
+def _json_safe(value):
+    """nan/inf -> None, so the file is strict JSON (jq, JavaScript) and not Python's NaN extension."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
+def _safe_name(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+
+
+def evaluate_models(models: list[str], dataset: str, configs: list[str] | None = None, split: str = "test",
+                    max_images: int = 0, out_dir: str | None = None, json_path: str | None = None,
+                    zero_shot: list[str] | None = None, tasks=("T1", "T2"), grid_tiles: int = 4,
+                    grid_task: str = "both", min_instance_area: int = 0, match_radius: float = 6.0,
+                    progress: bool = True) -> dict:
+    """Evaluate each model on each config's split; write JSON, markdown, records and plots.
+
+    Returns the results dict written to JSON, plus "markdown" (the report) and "files" (paths).
+    """
+    from datasets import load_dataset
+
+    from .plots import dice_by_quality, qualitative_grid
+
+    if not models:
+        raise EvalError("pass at least one --model")
+    configs = resolve_configs(dataset, configs, split)
+    splits = {config: load_dataset(dataset, config, split=split) for config in configs}
+    labels = model_labels(models)
+    results = {"dataset": dataset, "split": split, "configs": configs, "max_images": max_images,
+               "zero_shot_configs": list(zero_shot) if zero_shot is not None else None, "models": {}}
+    files, all_records, grids = {}, [], {}
+    bar = tqdm(total=len(models) * len(configs), desc="eval", unit="model×config", disable=not progress)
+    for name, label in zip(models, labels):
+        segmenter, tokenizer, image_processor, settings = load_model(name)
+        records, groups, by_config = [], [], {}
+        for config in configs:
+            bar.set_postfix_str(f"{label} / {config}")
+            result = evaluate_robustness(
+                segmenter, splits[config], tokenizer, image_processor, settings["max_text_length"],
+                settings["threshold"], max_images=max_images, tasks=tuple(tasks), progress=progress,
+                min_instance_area=min_instance_area, match_radius=match_radius, desc=f"{label} / {config}")
+            for item in result["records"] + result["groups"]:
+                item["source"] = config  # a config is a source; rows may spell it differently
+            by_config[config] = summarize(result["records"], result["groups"])
+            held_out = [r["dice"] for r in result["records"] if r["quality"] == "held_out"]
+            by_config[config]["held_out_dice"] = sum(held_out) / len(held_out) if held_out else None  # both tasks
+            records += result["records"]
+            groups += result["groups"]
+            bar.update(1)
+        overall = summarize(records, groups)
+        overall.pop("by_source")  # the same numbers are under by_config
+        for summary in by_config.values():
+            summary.pop("by_source")
+        results["models"][label] = {"path": name, "settings": settings, "trained_on": trained_on(name),
+                                    "overall": overall, "by_config": by_config}
+        all_records += [{"model": label, **r} for r in records]
+        if out_dir and grid_tiles:
+            grids[label] = qualitative_examples(segmenter, splits[configs[0]], tokenizer, image_processor,
+                                                settings["max_text_length"], settings["threshold"],
+                                                num_tiles=grid_tiles, task=grid_task)
+        del segmenter
+    bar.close()
+
+    markdown = render_markdown(results)
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        files["markdown"] = os.path.join(out_dir, "eval_report.md")
+        with open(files["markdown"], "w") as handle:
+            handle.write(markdown)
+        files["records"] = os.path.join(out_dir, "records.jsonl")
+        with open(files["records"], "w") as handle:
+            handle.writelines(json.dumps(_json_safe(r)) + "\n" for r in all_records)
+        dice_by_model = {label: m["overall"]["dice"] for label, m in results["models"].items()}
+        files["dice_by_quality_plot"] = dice_by_quality(
+            dice_by_model, os.path.join(out_dir, "dice_by_quality.png"),
+            title=f"Dice per prompt quality ({', '.join(configs)}, {split})")
+        for label, examples in grids.items():
+            files[f"qualitative_grid/{label}"] = qualitative_grid(
+                examples, os.path.join(out_dir, f"qualitative_{_safe_name(label)}.png"),
+                title=f"{label}: one prompt per quality level ({configs[0]}, {split})")
+        json_path = json_path or os.path.join(out_dir, "eval_results.json")
+    if json_path:
+        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
+        with open(json_path, "w") as handle:
+            json.dump(_json_safe({**results, "files": files}), handle, indent=1, allow_nan=False)
+        files["json"] = json_path
+    return {**results, "markdown": markdown, "files": files}
+
+
+# ------------------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pgat-hf eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, metavar="DIR_OR_REPO",
+                        help="checkpoint folder or Hub id; repeat for several models (rows of every table)")
+    parser.add_argument("--dataset", required=True, metavar="DIR_OR_REPO", help="prompt-group dataset folder or Hub id")
+    parser.add_argument("--configs", nargs="+", default=None, help="configs (sources) to evaluate; default: all")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-images", type=int, default=0, help="tiles per config (0 = all)")
+    parser.add_argument("--out", default="pgat_eval", help="folder for the report, records and plots")
+    parser.add_argument("--json", default=None, metavar="PATH", help="results JSON (default: OUT/eval_results.json)")
+    parser.add_argument("--zero-shot", nargs="*", default=None, metavar="CONFIG",
+                        help="configs no model saw in training: Table 5 lists only these")
+    parser.add_argument("--tasks", nargs="+", default=["T1", "T2"], choices=["T1", "T2"])
+    parser.add_argument("--grid-tiles", type=int, default=4, help="rows of the qualitative grid (0 = no grid)")
+    parser.add_argument("--grid-task", default="both", choices=["T1", "T2", "both"],
+                        help="which groups the grid shows (both: T1 and T2 rows alternate)")
+    parser.add_argument("--min-instance-area", type=int, default=0,
+                        help="connected components smaller than this (pixels) are dropped before AJI/PQ/F1")
+    parser.add_argument("--match-radius", type=float, default=6.0, help="centroid distance (pixels) for detection F1")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate_models(args.model, args.dataset, args.configs, args.split, args.max_images, args.out,
+                                 args.json, args.zero_shot, tuple(args.tasks), args.grid_tiles, args.grid_task,
+                                 args.min_instance_area, args.match_radius, progress=not args.no_progress)
+    except EvalError as error:
+        print(f"pgat-hf eval: error: {error}", file=sys.stderr)
+        return 2
+    print(result["markdown"])
+    print("wrote: " + ", ".join(result["files"].values()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""`pgat-hf eval` end to end on tiny random checkpoints and the synthetic fixture."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from pgat_hf import eval_cli
+from pgat_hf.evaluation import QUALITY_ORDER, evaluate_robustness, flat_metrics
+from pgat_hf.factory import build_tiny_model, load_segmenter
+from pgat_hf.metrics import INSTANCE_METRIC_NAMES
+
+SETTINGS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
+
+
+def save_checkpoint(folder, seed):
+    """A stock checkpoint folder as training writes it (random weights: masks need not be good)."""
+    model, tokenizer, image_processor = build_tiny_model(seed=seed, hidden_size=16, image_size=64)
+    model.config.pgat_inference = dict(SETTINGS)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    image_processor.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return [save_checkpoint(root / "baseline", 0), save_checkpoint(root / "pgat", 1)]
+
+
+def markdown_table(markdown: str, heading: str) -> list[list[str]]:
+    """Cells of the first table after a heading that starts with `heading` (header row included)."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"## {heading}"))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|") and not line.startswith("|---"):
+            rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+def test_protocol_records_every_prompt(checkpoints, synthetic_splits):
+    segmenter, tokenizer, image_processor, settings = load_segmenter(checkpoints[0])
+    test = synthetic_splits["test"]
+    result = evaluate_robustness(segmenter, test, tokenizer, image_processor, max_images=1, progress=False)
+    expected = sum(len(g["prompts"]) for g in test[0]["prompt_groups"])
+    assert len(result["records"]) == expected
+    t1 = [r for r in result["records"] if r["task"] == "T1"]
+    assert t1 and all(set(INSTANCE_METRIC_NAMES) <= set(r) for r in t1)
+    assert not any("aji" in r for r in result["records"] if r["task"] == "T2")
+    summary = result["summary"]
+    assert set(summary["dice"]["T1"]) == {"all", *QUALITY_ORDER}
+    assert set(summary["by_source"]) == {"synthetic"}
+    assert {"dice_T1", "dice_T2_held_out", "dice_std_T2", "aji_T1", "pq_T1", "f1_T1"} <= set(flat_metrics(summary))
+
+
+def test_eval_cli_tables_json_and_plots(checkpoints, synthetic_dir, tmp_path):
+    out = tmp_path / "eval"
+    argv = ["--dataset", synthetic_dir, "--configs", "synthetic", "--max-images", "1", "--grid-tiles", "2",
+            "--out", str(out), "--no-progress"]
+    for checkpoint in checkpoints:
+        argv += ["--model", checkpoint]
+    assert eval_cli.main(argv) == 0
+
+    results = json.loads((out / "eval_results.json").read_text(), parse_constant=pytest.fail)  # strict JSON
+    assert results["configs"] == ["synthetic"] and results["split"] == "test"
+    assert list(results["models"]) == ["baseline", "pgat"]
+    model = results["models"]["pgat"]
+    assert model["settings"] == SETTINGS
+    assert set(model["by_config"]) == {"synthetic"}
+    assert model["overall"]["num_images"] == 1
+    assert set(model["overall"]["dice"]) == {"T1", "T2"}
+    assert set(model["overall"]["instance"]["T1"]["all"]) == set(INSTANCE_METRIC_NAMES)
+    assert set(model["overall"]["robustness"]["T2"]) == {"dice_std", "worst_dice", "low_high_gap", "pairwise_agreement"}
+
+    markdown = (out / "eval_report.md").read_text()
+    table1 = markdown_table(markdown, "Table 1")
+    assert table1[0] == ["model", "synthetic T1", "synthetic T2"] and [r[0] for r in table1[1:]] == ["baseline", "pgat"]
+    table4 = markdown_table(markdown, "Table 4")
+    assert table4[0] == ["model", "task", "low", "medium", "high", "held-out"] and len(table4) == 1 + 2 * 2
+    assert len(markdown_table(markdown, "Table 2")) == 1 + 2 * 2
+    table5 = markdown_table(markdown, "Table 5")
+    assert table5[0] == ["model", "synthetic T1", "synthetic T2", "synthetic held-out"] and len(table5) == 3
+    instance = markdown_table(markdown, "Instance")
+    assert instance[0][:2] == ["model", "source"] and len(instance) == 3
+    float(table1[1][1]), float(instance[1][2])  # real numbers, not placeholders
+
+    records = (out / "records.jsonl").read_text().splitlines()
+    assert len(records) == 2 * results["models"]["pgat"]["overall"]["num_prompts_evaluated"]
+    for name in ("dice_by_quality.png", "qualitative_baseline.png", "qualitative_pgat.png"):
+        with Image.open(out / name) as image:
+            image.verify()
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_zero_shot_restricts_table5(checkpoints, synthetic_dir, tmp_path):
+    result = eval_cli.evaluate_models(checkpoints[:1], synthetic_dir, max_images=1, zero_shot=[], grid_tiles=0,
+                                      json_path=str(tmp_path / "r.json"), progress=False, tasks=("T1",))
+    assert "(no evaluated config is in --zero-shot)" in result["markdown"]
+    assert json.loads((tmp_path / "r.json").read_text())["zero_shot_configs"] == []
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--model", "/no/such/checkpoint", "model not found"),
+    ("--dataset", "/no/such/dataset", "dataset not found"),
+    ("--configs", "pannuke", "has no config 'pannuke'; available: synthetic"),
+    ("--split", "validation", "has no split 'validation'"),
+])
+def test_clear_errors(checkpoints, synthetic_dir, tmp_path, capsys, flag, value, message):
+    args = {"--model": checkpoints[0], "--dataset": synthetic_dir, "--configs": "synthetic", "--split": "test"}
+    args[flag] = value
+    argv = [part for pair in args.items() for part in pair] + ["--out", str(tmp_path), "--no-progress"]
+    assert eval_cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_pgat_hf_eval_command(checkpoints, synthetic_dir, tmp_path):
+    script = os.path.join(os.path.dirname(sys.executable), "pgat-hf")
+    completed = subprocess.run(
+        [script, "eval", "--model", checkpoints[0], "--dataset", synthetic_dir, "--max-images", "1",
+         "--tasks", "T1", "--grid-tiles", "0", "--out", str(tmp_path), "--json", str(tmp_path / "custom.json"),
+         "--no-progress"],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr
+    assert "## Table 1: Dice per source" in completed.stdout
+    assert json.loads((tmp_path / "custom.json").read_text())["models"]["baseline"]["overall"]["num_images"] == 1
+    assert (tmp_path / "dice_by_quality.png").is_file()
