@@ -248,14 +248,16 @@ def write_dataset_repo(
     splits: dict[str, list[dict]],
     categories: list[str],
     card_text: str = "",
+    extra_files: dict[str, str] | None = None,
 ) -> str:
     """Write one config of a dataset folder loadable with ``load_dataset(out_dir, config_name)``.
 
     Layout: ``out_dir/{config_name}/{split}-00000-of-00001.parquet``,
     ``out_dir/{config_name}/categories.json`` and ``out_dir/README.md`` (YAML ``configs:`` merged
     with any configs already listed; ``card_text`` replaces the body, else the old body is kept).
-    The config is written to a temporary folder and renamed into place, so a killed run never
-    leaves a folder that looks complete. Returns ``str(out_dir)``.
+    ``extra_files`` (name → text) are written into the config folder too (e.g. build statistics),
+    inside the same atomic rename. The config is written to a temporary folder and renamed into
+    place, so a killed run never leaves a folder that looks complete. Returns ``str(out_dir)``.
     """
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -266,6 +268,8 @@ def write_dataset_repo(
             dataset = datasets.Dataset.from_list(rows, features=FEATURES)
             dataset.to_parquet(str(tmp / _split_file(split)))
         (tmp / CATEGORIES_FILE).write_text(json.dumps(list(categories), indent=2) + "\n")
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
         final = root / config_name
         if final.exists():
             # Move the old copy aside first: os.replace cannot overwrite a non-empty folder.

@@ -39,6 +39,10 @@ CATEGORY_SYNONYMS: dict[str, list[str]] = {
     "epithelial": ["epithelial", "glandular", "benign epithelial", "normal epithelial", "luminal"],
     "dead": ["dead", "necrotic", "apoptotic", "dying", "pyknotic", "degenerating"],
     "other": ["other", "unclassified", "miscellaneous", "other type"],
+    # CoNSeP's merged class (fibroblast + muscle + endothelial). Its synonyms are a subset of
+    # "connective"'s on purpose: every prompt they produce already exists, so prompt_vocabulary()
+    # (and the word tokenizer trained on it) stays exactly as it was.
+    "spindle-shaped": ["spindle-shaped", "fibroblast", "stromal", "mesenchymal", "connective tissue"],
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Build a prompt-group nuclei dataset config from a downloaded source (DESIGN.md §3, §4).
+
+    python dataset_scripts/build.py --source NAME --raw DIR --out DIR \
+        [--train-fraction 1.0 --seed 0] [--tile-size 256 --overlap 0] [--config-name NAME] \
+        [--validate] [--push-to-hub ORG/NAME]
+    python dataset_scripts/build.py --validate --out DIR          # only check a built folder
+
+NAME: pannuke, consep, monuseg, cpm15, cpm17, cryonuseg, histology, synthetic, folder
+(DIR/images + DIR/masks, same file stems). The files each source expects are listed in
+pgat_hf/converters/<source>.py. Several sources can be built into the same --out folder: each
+becomes a config of one repo, and README.md (the dataset card) is re-rendered to cover them all.
+Same arguments, byte-identical parquet files. ``--train-fraction`` keeps a seeded share of the
+*training* images (the paper trains on 10%); validation/test splits are always kept whole.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+try:
+    import pgat_hf  # noqa: F401
+except ImportError:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pgat_hf.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", choices=sorted(SOURCES), help="which dataset --raw holds")
+    parser.add_argument("--raw", help="the unpacked download (not needed for synthetic)")
+    parser.add_argument("--out", required=True, help="dataset repo folder (created; other configs kept)")
+    parser.add_argument("--train-fraction", type=float, default=1.0,
+                        help="seeded share of training images to keep, in (0, 1] (paper: 0.1)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subset and the prompt text")
+    parser.add_argument("--tile-size", type=int, default=256,
+                        help="cut larger images into tiles of this side; 0 keeps images whole")
+    parser.add_argument("--overlap", type=int, default=0, help="minimum overlap of neighbouring tiles (px)")
+    parser.add_argument("--config-name", default=None,
+                        help="config name (folder source: default the folder's name; one-config sources only)")
+    parser.add_argument("--validate", action="store_true", help="check the built folder afterwards")
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None,
+                        help="upload the folder as a Hub dataset repo (needs a token with write access)")
+    parser.add_argument("--private", action="store_true", help="create the Hub repo as private")
+    args = parser.parse_args(argv)
+    if args.source is None and not args.validate:
+        parser.error("--source is required unless only --validate is asked for")
+    if args.source not in (None, "synthetic") and not args.raw:
+        parser.error(f"--raw is required for --source {args.source}")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.source:
+            configs = build_source(
+                args.source, args.raw, args.out, train_fraction=args.train_fraction, seed=args.seed,
+                tile_size=args.tile_size, overlap=args.overlap, config_name=args.config_name,
+            )
+            print(f"wrote config(s) {', '.join(configs)} to {args.out}")
+        if args.validate:
+            summary = validate_dataset_folder(args.out)
+            for config, splits in summary.items():
+                print(f"ok {config}: " + ", ".join(f"{s} {n} rows" for s, n in splits.items()))
+    except (ConversionError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.push_to_hub:
+        from pgat_hf.converters.hub import push_dataset_folder
+
+        print(f"pushed to {push_dataset_folder(args.out, args.push_to_hub, private=args.private)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
