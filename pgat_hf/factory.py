@@ -12,6 +12,7 @@ from .backends.sam3 import Sam3Backend, tiny_sam3_config
 from .image_processing import CONFIG_NAME, NucleiImageProcessor
 from .modeling import PromptGroupSegmenter
 from .prompts import prompt_vocabulary
+from .sam3_ops import INFERENCE_DEFAULTS
 from .tokenizer import train_word_tokenizer
 
 
@@ -34,31 +35,56 @@ def load_image_processor(model_name_or_path: str, image_size: int) -> NucleiImag
     return NucleiImageProcessor.from_pretrained(os.path.dirname(path))
 
 
-def load_pretrained_model(model_name_or_path: str, dtype: torch.dtype | None = None):
-    """A stock Sam3Model checkpoint (folder or Hub id, e.g. facebook/sam3) with its tokenizer."""
-    model = Sam3Model.from_pretrained(model_name_or_path, dtype=dtype)
+def load_pretrained_model(model_name_or_path: str, dtype: torch.dtype | None = None, base_model: str | None = None):
+    """A stock Sam3Model checkpoint (folder or Hub id, e.g. facebook/sam3) with its tokenizer.
+
+    An adapter-only LoRA folder (adapter_config.json, no model.safetensors) is loaded onto its base
+    (`base_model`, else the adapter's base_model_name_or_path) and merged, so callers get a stock model.
+    """
+    if is_adapter_only(model_name_or_path):
+        model = load_merged_adapter(model_name_or_path, dtype=dtype, base_model=base_model)
+    else:
+        model = Sam3Model.from_pretrained(model_name_or_path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     image_size = int(model.config.vision_config.backbone_config.image_size)
     return model, tokenizer, load_image_processor(model_name_or_path, image_size)
+
+
+def is_adapter_only(path: str) -> bool:
+    return (os.path.isfile(os.path.join(path, "adapter_config.json"))
+            and not os.path.isfile(os.path.join(path, "model.safetensors")))
+
+
+def load_merged_adapter(adapter_dir: str, dtype: torch.dtype | None = None, base_model: str | None = None) -> Sam3Model:
+    """Base Sam3Model + LoRA adapter folder -> stock Sam3Model with the adapter merged in."""
+    import json
+
+    from peft import PeftConfig, PeftModel
+
+    base_path = base_model or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+    if not base_path:
+        raise ValueError(f"{adapter_dir} is an adapter-only checkpoint whose base model is unknown: pass base_model "
+                         "(a stock Sam3Model folder or Hub id), or train with lora_save_merged=true")
+    model = PeftModel.from_pretrained(Sam3Model.from_pretrained(base_path, dtype=dtype), adapter_dir).merge_and_unload()
+    args_path = os.path.join(adapter_dir, "pgat_training_args.json")
+    if os.path.isfile(args_path):  # the adapter has no config.json of its own: recover how it infers
+        with open(args_path) as handle:
+            args = json.load(handle)
+        model.config.pgat_inference = {key: args.get(key, value) for key, value in INFERENCE_DEFAULTS.items()}
+    return model
 
 
 def make_segmenter(model: Sam3Model, mask_source: str = "semantic", mask_topk: int = 5) -> PromptGroupSegmenter:
     return PromptGroupSegmenter(Sam3Backend(model, mask_source=mask_source, mask_topk=mask_topk))
 
 
-# How a checkpoint turns logits into a mask. Training stores these in config.json under
-# `pgat_inference` (an extra key that stock Sam3Config keeps and ignores), so the evaluator and the
-# pipeline infer the way the model was trained; a plain SAM3 checkpoint gets the defaults.
-INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
-
-
 def inference_settings(model: Sam3Model) -> dict:
     return {**INFERENCE_DEFAULTS, **(getattr(model.config, "pgat_inference", None) or {})}
 
 
-def load_segmenter(model_name_or_path: str, dtype: torch.dtype | None = None):
+def load_segmenter(model_name_or_path: str, dtype: torch.dtype | None = None, base_model: str | None = None):
     """Checkpoint folder or Hub id -> (segmenter in eval mode, tokenizer, image processor, settings)."""
-    model, tokenizer, image_processor = load_pretrained_model(model_name_or_path, dtype=dtype)
+    model, tokenizer, image_processor = load_pretrained_model(model_name_or_path, dtype=dtype, base_model=base_model)
     settings = inference_settings(model)
     segmenter = make_segmenter(model, settings["mask_source"], settings["mask_topk"]).eval()
     return segmenter, tokenizer, image_processor, settings

@@ -5,6 +5,9 @@
 Recipe keys are the dataclass fields below and PGATTrainingArguments; command-line flags override
 the recipe. With no --model_name_or_path a tiny SAM3-architecture model is built from random
 weights (the embedded default); with --model_name_or_path facebook/sam3 the real model is tuned.
+LoRA: --use_peft true [--lora_target vision,detr_decoder] (saved merged into a stock checkpoint
+unless --lora_save_merged false). Other launchers: accelerate_configs/*.yaml (DDP, FSDP, DeepSpeed).
+Resume: --resume_from_checkpoint DIR, or `last` for the newest checkpoint in --output_dir.
 """
 
 from __future__ import annotations

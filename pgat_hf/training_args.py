@@ -8,6 +8,7 @@ import torch
 from transformers import TrainingArguments
 
 from .backends.sam3 import MASK_SOURCES
+from .lora import DEFAULT_MODULES_TO_SAVE, resolve_lora_parts
 from .losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
 
 TASKS = ("T1", "T2")
@@ -50,6 +51,27 @@ class PGATTrainingArguments(TrainingArguments):
     )
     tasks: list[str] = field(default_factory=lambda: ["T1", "T2"], metadata={"help": "Prompt-group tasks to train on."})
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Keep the text encoder fixed, as the paper does."})
+    use_peft: bool = field(
+        default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights; base weights stay fixed."}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / r."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target: str = field(
+        default="all",
+        metadata={"help": "SAM3 parts that get adapters: all, or a comma list of vision, text, detr_encoder, "
+                          "detr_decoder, mask_decoder ('all' skips text when freeze_text_encoder)."},
+    )
+    lora_modules_to_save: list[str] = field(
+        default_factory=lambda: list(DEFAULT_MODULES_TO_SAVE),
+        metadata={"help": "Module names trained in full beside the adapters (the mask projections and presence "
+                          "head by default); pass none to train adapters only."},
+    )
+    lora_save_merged: bool = field(
+        default=True,
+        metadata={"help": "Save LoRA runs as a stock Sam3Model with the adapters merged (loads without peft); "
+                          "false saves adapter-only checkpoints (adapter_config.json + adapter_model.safetensors)."},
+    )
     augment: bool = field(default=True, metadata={"help": "Random flips and 90° rotations of image and masks."})
     prompt_seed: int = field(
         default=0, metadata={"help": "Seed of prompt sampling; draws depend on (seed, epoch, row) only."}
@@ -91,3 +113,10 @@ class PGATTrainingArguments(TrainingArguments):
             raise ValueError("num_prompts=1 makes L_group and L_cons zero: set lambda_group=0 and beta_consistency=0")
         if self.mask_topk < 1:
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
+        if self.lora_modules_to_save in (["none"], ["None"], [""]):
+            self.lora_modules_to_save = []
+        if self.use_peft:
+            if self.lora_r < 1 or self.lora_alpha <= 0 or not 0 <= self.lora_dropout < 1:
+                raise ValueError(f"need lora_r >= 1, lora_alpha > 0, 0 <= lora_dropout < 1; got "
+                                 f"{self.lora_r}, {self.lora_alpha}, {self.lora_dropout}")
+            resolve_lora_parts(self.lora_target, self.freeze_text_encoder)  # raises on unknown names
