@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from .train import mapping_to_argv
+
 REPORT = "robustness_report.json"
 COLUMNS = (  # (header, task, section, key): section "dice" or "robustness" of the report summary
     ("T1 Dice", "T1", "dice", "all"), ("T1 held-out", "T1", "dice", "held_out"),
@@ -28,19 +30,6 @@ COLUMNS = (  # (header, task, section, key): section "dice" or "robustness" of t
     ("T2 std ↓", "T2", "robustness", "dice_std"), ("T2 worst ↑", "T2", "robustness", "worst_dice"),
     ("T2 agreement ↑", "T2", "robustness", "pairwise_agreement"),
 )
-
-
-def mapping_to_argv(mapping: dict) -> list[str]:
-    """{'key': value} -> ['--key', 'value', ...]; lists expand, booleans become true/false."""
-    argv = []
-    for key, value in mapping.items():
-        if isinstance(value, list):
-            argv += [f"--{key}", *map(str, value)]
-        elif isinstance(value, bool):
-            argv += [f"--{key}", "true" if value else "false"]
-        elif value is not None:
-            argv += [f"--{key}", str(value)]
-    return argv
 
 
 def load_sweep(path: str | Path) -> dict:

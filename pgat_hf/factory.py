@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 import torch
-from transformers import AutoTokenizer, Sam3Model
+from transformers import AutoTokenizer, CLIPSegForImageSegmentation, Sam3Model
 from transformers.utils import cached_file
 
+from .backends.clipseg import CLIPSegBackend, load_clipseg
 from .backends.sam3 import Sam3Backend, tiny_sam3_config
 from .image_processing import CONFIG_NAME, NucleiImageProcessor
 from .modeling import PromptGroupSegmenter
@@ -74,7 +75,25 @@ def load_merged_adapter(adapter_dir: str, dtype: torch.dtype | None = None, base
     return model
 
 
-def make_segmenter(model: Sam3Model, mask_source: str = "semantic", mask_topk: int = 5) -> PromptGroupSegmenter:
+BACKENDS = ("sam3", "clipseg")
+
+
+def checkpoint_backend(model_name_or_path: str) -> str:
+    """"clipseg" when config.json says model_type clipseg, else "sam3" (adapter-only LoRA folders are SAM3)."""
+    import json
+
+    path = cached_file(model_name_or_path, "config.json", _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        return "sam3"
+    with open(path) as handle:
+        return "clipseg" if json.load(handle).get("model_type") == "clipseg" else "sam3"
+
+
+def make_segmenter(model, mask_source: str = "semantic", mask_topk: int = 5,
+                   train_clip: bool = False) -> PromptGroupSegmenter:
+    """Stock Sam3Model or CLIPSegForImageSegmentation -> segmenter (mask_source/topk: SAM3 only)."""
+    if isinstance(model, CLIPSegForImageSegmentation):
+        return PromptGroupSegmenter(CLIPSegBackend(model, train_clip=train_clip))
     return PromptGroupSegmenter(Sam3Backend(model, mask_source=mask_source, mask_topk=mask_topk))
 
 
@@ -84,7 +103,11 @@ def inference_settings(model: Sam3Model) -> dict:
 
 def load_segmenter(model_name_or_path: str, dtype: torch.dtype | None = None, base_model: str | None = None):
     """Checkpoint folder or Hub id -> (segmenter in eval mode, tokenizer, image processor, settings)."""
-    model, tokenizer, image_processor = load_pretrained_model(model_name_or_path, dtype=dtype, base_model=base_model)
+    if checkpoint_backend(model_name_or_path) == "clipseg":
+        model, tokenizer, image_processor = load_clipseg(model_name_or_path, dtype=dtype)
+    else:
+        model, tokenizer, image_processor = load_pretrained_model(model_name_or_path, dtype=dtype,
+                                                                  base_model=base_model)
     settings = inference_settings(model)
     segmenter = make_segmenter(model, settings["mask_source"], settings["mask_topk"]).eval()
     return segmenter, tokenizer, image_processor, settings

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 
@@ -27,7 +28,8 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from pgat_hf.collator import PromptGroupCollator
 from pgat_hf.evaluation import report_markdown
-from pgat_hf.factory import build_tiny_model, load_pretrained_model, make_segmenter
+from pgat_hf.backends.clipseg import build_tiny_clipseg, load_clipseg
+from pgat_hf.factory import BACKENDS, build_tiny_model, load_pretrained_model, make_segmenter
 from pgat_hf.synthetic import ensure_synthetic_dataset
 from pgat_hf.trainer import PGATTrainer
 from pgat_hf.training_args import PGATTrainingArguments
@@ -35,6 +37,14 @@ from pgat_hf.training_args import PGATTrainingArguments
 
 @dataclass
 class ModelArguments:
+    backend: str = field(
+        default="sam3", metadata={"help": "Model family: sam3 (Sam3Model) or clipseg (CLIPSegForImageSegmentation, "
+                                          "e.g. CIDAS/clipseg-rd64-refined, the paper's CLIPSeg baseline)."}
+    )
+    clipseg_train_clip: bool = field(
+        default=False, metadata={"help": "CLIPSeg: fine-tune CLIP too. Its stock forward freezes CLIP and trains the "
+                                         "decoder only; a tiny random CLIPSeg needs CLIP trained."}
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Stock Sam3Model folder or Hub id (facebook/sam3); empty: tiny random model."}
     )
@@ -42,6 +52,10 @@ class ModelArguments:
     tiny_image_size: int = field(default=128, metadata={"help": "Tiny model: input size; must match the tiles."})
     tiny_vision_layers: int = field(default=2, metadata={"help": "Tiny model: ViT layers."})
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
 
 
 @dataclass
@@ -60,14 +74,10 @@ class DataArguments:
     report_max_images: int = field(default=0, metadata={"help": "Final report on at most this many images (0: all)."})
 
 
-def recipe_to_argv(path: str) -> list[str]:
-    """YAML mapping -> ['--key', 'value', ...] so that later command-line flags win."""
-    with open(path) as handle:
-        recipe = yaml.safe_load(handle) or {}
-    if not isinstance(recipe, dict):
-        raise ValueError(f"recipe {path} must be a YAML mapping of argument names to values")
+def mapping_to_argv(mapping: dict) -> list[str]:
+    """{'key': value} -> ['--key', 'value', ...]; lists expand, booleans become true/false."""
     argv = []
-    for key, value in recipe.items():
+    for key, value in mapping.items():
         if isinstance(value, list):
             argv += [f"--{key}", *map(str, value)]
         elif isinstance(value, bool):
@@ -75,6 +85,15 @@ def recipe_to_argv(path: str) -> list[str]:
         elif value is not None:
             argv += [f"--{key}", str(value)]
     return argv
+
+
+def recipe_to_argv(path: str) -> list[str]:
+    """YAML recipe -> ['--key', 'value', ...] so that later command-line flags win."""
+    with open(path) as handle:
+        recipe = yaml.safe_load(handle) or {}
+    if not isinstance(recipe, dict):
+        raise ValueError(f"recipe {path} must be a YAML mapping of argument names to values")
+    return mapping_to_argv(recipe)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -101,6 +120,18 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
 
 
 def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments):
+    if model_args.backend == "clipseg":
+        if training_args.use_peft:
+            raise ValueError("LoRA presets name SAM3 modules; train CLIPSeg without use_peft")
+        if model_args.model_name_or_path:
+            model, tokenizer, image_processor = load_clipseg(model_args.model_name_or_path)
+        else:
+            model, tokenizer, image_processor = build_tiny_clipseg(
+                seed=model_args.model_seed, image_size=model_args.tiny_image_size,
+                hidden_size=model_args.tiny_hidden_size, vision_layers=model_args.tiny_vision_layers,
+                max_text_length=training_args.max_text_length,
+            )
+        return make_segmenter(model, train_clip=model_args.clipseg_train_clip), tokenizer, image_processor
     if model_args.model_name_or_path:
         model, tokenizer, image_processor = load_pretrained_model(model_args.model_name_or_path)
     else:
@@ -127,7 +158,31 @@ def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int
     return markdown
 
 
+def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]) -> None:
+    """pgat_run.json (what the card and `pgat-hf eval` read: base model, data, command), the
+    Dice-per-quality plot and the model card, beside the checkpoint."""
+    from pgat_hf.model_card import write_model_card
+    from pgat_hf.plots import dice_by_quality
+
+    output_dir = trainer.args.output_dir
+    run = {
+        "model_name_or_path": model_args.model_name_or_path, "backend": model_args.backend,
+        "dataset_path": data_args.dataset_path, "dataset_config": data_args.dataset_config,
+        "dataset_configs": [data_args.dataset_config], "train_split": data_args.train_split,
+        "eval_split": data_args.eval_split, "train_rows": len(trainer.train_dataset),
+        "global_steps": trainer.state.global_step,
+        "command": "accelerate launch pgat_hf/train.py " + " ".join(shlex.quote(a) for a in argv),
+    }
+    with open(os.path.join(output_dir, "pgat_run.json"), "w") as handle:
+        json.dump(run, handle, indent=2)
+    summary = trainer.last_robustness["summary"]
+    dice_by_quality({os.path.basename(os.path.normpath(output_dir)): summary["dice"]},
+                    os.path.join(output_dir, "dice_by_quality.png"))
+    write_model_card(output_dir)
+
+
 def main(argv: list[str] | None = None) -> PGATTrainer:
+    argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     set_seed(training_args.seed)
     train_dataset, eval_dataset = load_splits(data_args, training_args)
@@ -148,6 +203,7 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
     trainer.save_model(training_args.output_dir)
     markdown = write_report(trainer, training_args.output_dir, eval_dataset, data_args.report_max_images)
     if trainer.is_world_process_zero():
+        write_run_files(trainer, model_args, data_args, argv)
         print(markdown)
     return trainer
 

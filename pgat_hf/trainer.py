@@ -78,8 +78,11 @@ class PGATTrainer(Trainer):
         upsampled = F.interpolate(mask_logits.flatten(0, 2)[:, None], size=size, mode="bilinear", align_corners=False)
         upsampled = upsampled.reshape(*mask_logits.shape[:3], *size)
         targets = target_masks[:, :, None].expand_as(upsampled)
+        # A backend without a presence head (CLIPSeg) returns a constant: no presence term for it.
+        has_presence = getattr(self.accelerator.unwrap_model(model), "has_presence_head", True)
+        presence_logits = outputs.presence_logits.float() if has_presence else None
         seg = segmentation_loss(
-            upsampled, targets, outputs.presence_logits.float(), present[:, :, None].expand(-1, -1, num_prompts),
+            upsampled, targets, presence_logits, present[:, :, None].expand(-1, -1, num_prompts),
             mask_loss=args.mask_loss, mask_weight=args.mask_loss_weight, dice_weight=args.dice_loss_weight,
             presence_weight=args.presence_loss_weight,
             pos_weight=args.bce_pos_weight if args.mask_loss == "bce" else None,
@@ -218,7 +221,7 @@ def prepare_segmenter(segmenter, args) -> None:
             freeze_text_encoder=args.freeze_text_encoder,
         )
     if getattr(args, "freeze_text_encoder", False):
-        for parameter in segmenter.model.text_encoder.parameters():
+        for parameter in segmenter.backend.text_encoder.parameters():
             parameter.requires_grad_(False)
     if not hasattr(segmenter, "activation_checkpointing_enable"):
         # Trainer calls model.activation_checkpointing_enable(...) when args.activation_checkpointing.
