@@ -28,6 +28,7 @@ DATA_LICENCES = {
     "monuseg": "MoNuSeg / Kumar: CC BY-NC-SA 4.0 (non-commercial)",
     "consep": "CoNSeP: research use, see the dataset's terms",
 }
+QUALITY_NAMES = {"all": "training-phrasing", "held_out": "held-out"}
 HYPERPARAMETERS = (  # (label, key in pgat_training_args.json)
     ("prompts per group K", "num_prompts"), ("groups per image G", "groups_per_image"),
     ("λ (group loss)", "lambda_group"), ("β (consistency)", "beta_consistency"), ("τ", "tau"),
@@ -69,7 +70,8 @@ def eval_results(report: dict, dataset_name: str, dataset_config: str | None) ->
             results.append(EvalResult(
                 task_type="image-segmentation", dataset_type=dataset_name, dataset_name=dataset_name,
                 dataset_config=dataset_config, dataset_split="test", metric_type="dice",
-                metric_name=f"Dice {task} ({quality} prompts)", metric_value=round(float(value), 4)))
+                metric_name=f"Dice {task} ({QUALITY_NAMES.get(quality, quality)} prompts)",
+                metric_value=round(float(value), 4)))
     return results
 
 
@@ -127,7 +129,7 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
     vision = config["vision_config"]["backbone_config"]
     train_command = run.get("command") or "accelerate launch pgat_hf/train.py --config pgat_hf/recipes/demo.yaml"
     card = ModelCard.from_template(
-        card_data, template_path=str(template), repo_id=repo_id or f"<your-org>/{name}",
+        card_data, template_path=str(template), repo_id=repo_id or f"<your-org>/{name}", model_name=name,
         summary="Text-guided nuclei segmentation (all nuclei or one category, from a sentence) for H&E tiles.",
         base_model_text=base_text, num_parameters=f"{count_parameters(folder):,}",
         image_size=vision.get("image_size"), image_mean=tuple(preprocessing.get("image_mean", (0.5,) * 3)),
@@ -135,7 +137,8 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         threshold=inference["threshold"],
         tokenizer_text="word-level, trained on the prompt vocabulary" if not base_model else "the base model's",
         dataset_text=f"`{dataset_path}` (configs: {', '.join(sources)}), prompt groups in the pgat_hf schema.",
-        hyperparameters=[(label, args[key]) for label, key in HYPERPARAMETERS if key in args],
+        hyperparameters=[(label, args[key]) for label, key in HYPERPARAMETERS
+                         if key in args and not (key == "num_train_epochs" and args.get("max_steps", -1) > 0)],
         train_command=train_command, evaluation_text=evaluation_text,
         plots=sorted(p.name for p in folder.glob("*.png")),
         limitations_text=limitations(base_model, report),
@@ -147,8 +150,9 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
 def limitations(base_model: str | None, report: dict | None) -> str:
     notes = []
     if not base_model:
-        notes.append("This checkpoint is the tiny demo model trained on synthetic H&E-like tiles: it shows the "
-                     "method works end to end, and it does not segment real tissue well.")
+        notes.append("This checkpoint is the tiny demo model (random initial weights) trained on synthetic "
+                     "H&E-like tiles only: it shows the method end to end. On real tissue it finds many nuclei "
+                     "but merges touching ones, and its category prompts are not meaningful there.")
     if report:
         held_out = {t: q.get("held_out") for t, q in report["summary"]["dice"].items() if "held_out" in q}
         trained = {t: q.get("all") for t, q in report["summary"]["dice"].items()}
@@ -156,9 +160,27 @@ def limitations(base_model: str | None, report: dict | None) -> str:
             if trained.get(task) is not None and value < trained[task] - 0.05:
                 notes.append(f"{task} Dice on phrasings never seen in training ({value:.3f}) is below that on "
                              f"training phrasings ({trained[task]:.3f}): check new wordings before relying on them.")
-    notes.append("The presence score is weakly calibrated; masks of absent categories are usually empty, so "
-                 "gating on mask area is an alternative.")
+    notes += absent_category_notes(report)
     return "\n".join(f"- {note}" for note in notes)
+
+
+def absent_category_notes(report: dict | None) -> list[str]:
+    """What the records say about prompts naming a category the tile does not contain."""
+    records = [r for r in (report or {}).get("records", []) if r["task"] == "T2" and r["quality"] != "held_out"]
+    absent = [r["dice"] for r in records if not r["present"]]
+    present = [r["dice"] for r in records if r["present"]]
+    if not absent or not present:
+        return []
+    by_category = {}
+    for record in records:
+        if not record["present"]:
+            by_category.setdefault(record["category"], []).append(record["dice"])
+    worst = min(by_category, key=lambda c: sum(by_category[c]) / len(by_category[c]))
+    worst_value = sum(by_category[worst]) / len(by_category[worst])
+    return [f"Prompts naming a category that is absent from the tile should give an empty mask; they score "
+            f"{sum(absent) / len(absent):.3f} Dice (1 = empty) against {sum(present) / len(present):.3f} for present "
+            f"categories, worst for {worst} ({worst_value:.3f}): the model marks look-alike nuclei. Gating on "
+            f"the presence score (`presence_threshold`) or on mask area is a possible remedy; check it on your data."]
 
 
 def write_model_card(model_dir: str | os.PathLike, repo_id: str | None = None, out: str | None = None,
