@@ -80,6 +80,6 @@ def render_he_figure(model_dir: str, out_path: str | None = None, prompts=DEFAUL
         axis.axis("off")
     figure.tight_layout()
     out_path = out_path or os.path.join(model_dir, FIGURE_NAME)
-    figure.savefig(out_path, dpi=110)
+    figure.savefig(out_path, dpi=80)
     plt.close(figure)
     return out_path
