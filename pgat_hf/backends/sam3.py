@@ -16,9 +16,6 @@ from ..sam3_ops import MASK_SOURCES, decode_prompts, repeat_vision_features, sel
 
 __all__ = ["MASK_SOURCES", "Sam3Backend", "repeat_vision_features", "tiny_sam3_config"]
 
-# SAM3's own preprocessing: resize to the square input size, then (x/255 - 0.5) / 0.5.
-SAM3_IMAGE_MEAN = (0.5, 0.5, 0.5)
-SAM3_IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 def tiny_sam3_config(
