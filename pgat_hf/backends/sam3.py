@@ -17,7 +17,6 @@ from ..sam3_ops import MASK_SOURCES, decode_prompts, repeat_vision_features, sel
 __all__ = ["MASK_SOURCES", "Sam3Backend", "repeat_vision_features", "tiny_sam3_config"]
 
 
-
 def tiny_sam3_config(
     vocab_size: int,
     hidden_size: int = 32,
