@@ -1,8 +1,8 @@
 """Inference as a user gets it: one prompt, one mask; shared by the pipeline and the evaluator.
 
 The image is encoded once and its prompts are decoded against the shared features in chunks.
-Each prompt's mask is sigmoid(mask logits) upsampled to the image size, > threshold; nothing is
-ensembled across prompts.
+Each prompt's mask is sigmoid(mask logits) upsampled to the image size, > threshold, without
+connected components under the checkpoint's `min_area` pixels; nothing is ensembled across prompts.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .sam3_ops import mask_to_instances
+from .sam3_ops import drop_small_components, mask_to_instances
 from .tokenizer import tokenize_prompts
 
 __all__ = ["mask_to_instances", "predict_masks", "predict_probabilities"]
@@ -39,9 +39,15 @@ def predict_probabilities(segmenter, image_processor, tokenizer, image: Image.Im
 
 
 def predict_masks(segmenter, image_processor, tokenizer, image: Image.Image, prompts: list[str],
-                  max_text_length: int = 32, threshold: float = 0.5,
+                  max_text_length: int = 32, threshold: float = 0.5, min_area: int = 0,
                   prompt_batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """One image, P prompts -> masks [P, H, W] bool at the image's size, presence probabilities [P]."""
+    """One image, P prompts -> masks [P, H, W] bool at the image's size, presence probabilities [P].
+
+    Components of a mask under `min_area` pixels are dropped (specks smaller than any nucleus).
+    """
     probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, image, prompts,
                                                     max_text_length, prompt_batch_size)
-    return probabilities > threshold, presence
+    masks = probabilities > threshold
+    if min_area > 1:
+        masks = np.stack([drop_small_components(mask, min_area) for mask in masks])
+    return masks, presence

@@ -120,7 +120,8 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         One image -> a list of dicts, one per prompt (a single dict when prompts is a string);
         a list of images -> a list of such results. Call parameters: threshold (mask probability,
         default the checkpoint's), presence_threshold (empty the mask when the presence score is
-        below it; default 0: no gating), min_instance_area (pixels, default 0), prompt_batch_size.
+        below it; default 0: no gating), min_instance_area (components under this many pixels are
+        dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size.
         """
         if prompts is None:
             raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
@@ -158,8 +159,10 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         return {"probabilities": mask_logits.sigmoid().cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
                 "prompts": model_inputs["prompts"], "single": model_inputs["single"]}
 
-    def postprocess(self, model_outputs, threshold=None, presence_threshold=0.0, min_instance_area=0):
+    def postprocess(self, model_outputs, threshold=None, presence_threshold=0.0, min_instance_area=None):
         threshold = float(self.settings["threshold"] if threshold is None else threshold)
+        if min_instance_area is None:
+            min_instance_area = int(self.settings["min_area"])
         results = []
         for prompt, probability, score in zip(model_outputs["prompts"], model_outputs["probabilities"].numpy(),
                                               model_outputs["presence"].numpy()):

@@ -19,7 +19,9 @@ MASK_SOURCES = ("semantic", "topk")
 # How a checkpoint turns logits into a mask. Training stores these in config.json under
 # `pgat_inference` (an extra key that stock Sam3Config keeps and ignores), so the evaluator and the
 # pipeline infer the way the model was trained; a plain SAM3 checkpoint gets these defaults.
-INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
+# min_area: mask components smaller than this many pixels (at the image's size) are dropped.
+INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5,
+                      "min_area": 0}
 
 
 def normalize_image(image: Image.Image, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
@@ -101,3 +103,10 @@ def mask_to_instances(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
     new_ids = np.zeros(count + 1, np.int32)
     new_ids[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return new_ids[labels]
+
+
+def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Binary HxW -> the same mask without 8-connected components under `min_area` pixels."""
+    if min_area <= 1:
+        return np.asarray(mask, bool)
+    return mask_to_instances(mask, min_area) > 0

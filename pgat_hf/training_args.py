@@ -42,6 +42,12 @@ class PGATTrainingArguments(TrainingArguments):
         metadata={"help": "semantic: SAM3's semantic_seg head; topk: pixel-wise max over the top-k query masks."},
     )
     mask_topk: int = field(default=5, metadata={"help": "k for mask_source=topk."})
+    inference_min_area: int = field(
+        default=0,
+        metadata={"help": "Inference post-processing, saved with the checkpoint (config.json pgat_inference.min_area) "
+                          "and used by evaluation and the pipeline: mask components smaller than this many pixels "
+                          "(at the image's size) are dropped. 0 keeps everything."},
+    )
     mask_loss: str = field(default="bce", metadata={"help": "Per-pixel mask loss: bce or focal."})
     mask_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the per-pixel mask term in L_seg."})
     dice_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the dice term in L_seg."})
@@ -113,6 +119,8 @@ class PGATTrainingArguments(TrainingArguments):
             raise ValueError("num_prompts=1 makes L_group and L_cons zero: set lambda_group=0 and beta_consistency=0")
         if self.mask_topk < 1:
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
+        if self.inference_min_area < 0:
+            raise ValueError(f"inference_min_area must be >= 0, got {self.inference_min_area}")
         if self.lora_modules_to_save in (["none"], ["None"], [""]):
             self.lora_modules_to_save = []
         if self.use_peft:

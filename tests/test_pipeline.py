@@ -1,12 +1,17 @@
 """The `text-guided-nuclei-segmentation` pipeline on a trained tiny checkpoint: inputs, outputs, errors, cost."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
 from transformers import pipeline
 
 import pgat_hf  # noqa: F401  (registers the task)
-from pgat_hf.inference import predict_probabilities
+from pgat_hf.eval_cli import load_model
+from pgat_hf.inference import predict_masks, predict_probabilities
+from pgat_hf.sam3_ops import drop_small_components
 
 PROMPTS = ["all nuclei", "inflammatory nuclei", "segment every neoplastic cell nucleus"]
 
@@ -132,3 +137,41 @@ def test_bad_images_raise_clear_errors(seg, tmp_path):
         seg(np.zeros((4, 32, 32, 3), np.uint8), prompts="all nuclei")
     with pytest.raises(TypeError, match="PIL image"):
         seg(12, prompts="all nuclei")
+
+
+def test_drop_small_components_counts_diagonal_neighbours():
+    mask = np.zeros((8, 8), bool)
+    mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # one 3-pixel component, joined corner to corner
+    mask[5:7, 4:8] = True  # 8 pixels
+    np.testing.assert_array_equal(drop_small_components(mask, 4), mask & (np.arange(8)[:, None] >= 5))
+    np.testing.assert_array_equal(drop_small_components(mask, 3), mask)
+    np.testing.assert_array_equal(drop_small_components(mask, 0), mask)
+    assert not drop_small_components(mask, 9).any()
+
+
+def test_checkpoint_min_area_is_the_pipelines_and_the_evaluators_default(trained_checkpoint, tile, tmp_path):
+    """config.json pgat_inference.min_area: the mask a user gets and the mask the evaluator scores."""
+    folder, segmenter, tokenizer, image_processor = trained_checkpoint
+    probabilities, _ = predict_probabilities(segmenter, image_processor, tokenizer, tile, PROMPTS)
+    threshold = float(np.quantile(probabilities[0], 0.6))  # a speckled mask, so there is something to drop
+    copy = tmp_path / "checkpoint"
+    shutil.copytree(folder, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["pgat_inference"].update(threshold=threshold, min_area=30)
+    (copy / "config.json").write_text(json.dumps(config))
+
+    raw = probabilities > threshold
+    expected = np.stack([drop_small_components(mask, 30) for mask in raw])
+    assert (expected != raw).any() and expected.any()
+    results = pipeline("text-guided-nuclei-segmentation", model=str(copy))(tile, prompts=PROMPTS)
+    for result, want in zip(results, expected):
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, want)
+        assert all(item["area"] >= 30 for item in result["instances"])
+    _, _, _, settings = load_model(str(copy))
+    assert settings["min_area"] == 30
+    masks, _ = predict_masks(segmenter, image_processor, tokenizer, tile, PROMPTS, threshold=threshold,
+                             min_area=settings["min_area"])
+    np.testing.assert_array_equal(masks, expected)
+    unfiltered = pipeline("text-guided-nuclei-segmentation", model=str(copy))(tile, prompts=PROMPTS,
+                                                                               min_instance_area=0)
+    np.testing.assert_array_equal(np.asarray(unfiltered[0]["mask"]) > 0, raw[0])  # a call parameter overrides it
