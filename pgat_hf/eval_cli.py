@@ -224,7 +224,8 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
             result = evaluate_robustness(
                 segmenter, splits[config], tokenizer, image_processor, settings["max_text_length"],
                 settings["threshold"], max_images=max_images, tasks=tuple(tasks), progress=progress,
-                min_area=settings["min_area"], min_instance_area=min_instance_area, match_radius=match_radius, desc=f"{label} / {config}")
+                min_area=settings["min_area"], presence_threshold=settings["presence_threshold"],
+                min_instance_area=min_instance_area, match_radius=match_radius, desc=f"{label} / {config}")
             for item in result["records"] + result["groups"]:
                 item["source"] = config  # a config is a source; rows may spell it differently
             by_config[config] = summarize(result["records"], result["groups"])
@@ -243,7 +244,8 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
         if out_dir and grid_tiles:
             grids[label] = qualitative_examples(segmenter, splits[configs[0]], tokenizer, image_processor,
                                                 settings["max_text_length"], settings["threshold"],
-                                                num_tiles=grid_tiles, task=grid_task, min_area=settings["min_area"])
+                                                num_tiles=grid_tiles, task=grid_task, min_area=settings["min_area"],
+                                                presence_threshold=settings["presence_threshold"])
         del segmenter
     bar.close()
 

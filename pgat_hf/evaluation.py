@@ -27,12 +27,13 @@ TRAINING_QUALITIES = ("low", "medium", "high")
 
 def evaluate_robustness(segmenter, dataset, tokenizer, image_processor, max_text_length=32, threshold=0.5,
                         max_images=0, tasks=("T1", "T2"), progress=True, instance_scores=True, min_area=0,
+                        presence_threshold=0.0,
                         min_instance_area=0, iou_threshold=0.5, match_radius=6.0, desc="robustness eval") -> dict:
     """Run the protocol on a dataset split; returns {"summary", "records", "groups"}.
 
     records: one dict per (image, prompt); groups: one dict per (image, group) with its robustness
-    statistics. `threshold` and `min_area` are the checkpoint's inference settings (the mask a user
-    gets). `instance_scores` adds AJI/PQ/F1 to T1 records (connected components of masks
+    statistics. `threshold`, `min_area` and `presence_threshold` are the checkpoint's inference
+    settings (the mask a user gets). `instance_scores` adds AJI/PQ/F1 to T1 records (connected components of masks
     of at least `min_instance_area` pixels).
     """
     was_training = segmenter.training
@@ -44,7 +45,7 @@ def evaluate_robustness(segmenter, dataset, tokenizer, image_processor, max_text
         groups = [g for g in row["prompt_groups"] if g["task"] in tasks]
         prompts = [p for g in groups for p in g["prompts"]]
         pred, presence = predict_masks(segmenter, image_processor, tokenizer, row["image"].convert("RGB"),
-                                       prompts, max_text_length, threshold, min_area)
+                                       prompts, max_text_length, threshold, min_area, presence_threshold)
         instances, classes = instance_array(row["instance_map"]), class_array(row["class_map"])
         where = {"image_id": row["image_id"], "source": row.get("source", "")}
         offset = 0
@@ -167,7 +168,7 @@ def report_markdown(summary: dict, title: str = "Prompt-robustness report") -> s
 
 
 def qualitative_examples(segmenter, dataset, tokenizer, image_processor, max_text_length=32, threshold=0.5,
-                         num_tiles=4, task="both", min_area=0) -> list[dict]:
+                         num_tiles=4, task="both", min_area=0, presence_threshold=0.0) -> list[dict]:
     """Masks that one prompt of each quality gave on a few tiles (for `plots.qualitative_grid`).
 
     Per tile one group whose target is present: task "T1", "T2" (rows cycle through the present
@@ -186,7 +187,7 @@ def qualitative_examples(segmenter, dataset, tokenizer, image_processor, max_tex
         chosen = [(q, group["prompts"][group["quality"].index(q)]) for q in QUALITY_ORDER if q in group["quality"]]
         image = row["image"].convert("RGB")
         masks, _ = predict_masks(segmenter, image_processor, tokenizer, image, [p for _, p in chosen],
-                                 max_text_length, threshold, min_area)
+                                 max_text_length, threshold, min_area, presence_threshold)
         truth = group_mask(group, instance_array(row["instance_map"]), class_array(row["class_map"]))
         examples.append({
             "image_id": row["image_id"], "image": np.asarray(image), "truth": truth, "task": group["task"],

@@ -71,7 +71,7 @@ def load_merged_adapter(adapter_dir: str, dtype: torch.dtype | None = None, base
     if os.path.isfile(args_path):  # the adapter has no config.json of its own: recover how it infers
         with open(args_path) as handle:
             args = json.load(handle)
-        named = {"min_area": "inference_min_area"}  # setting -> training argument, where the names differ
+        named = {"min_area": "inference_min_area", "presence_threshold": "inference_presence_threshold"}  # setting -> training argument, where the names differ
         model.config.pgat_inference = {key: args.get(named.get(key, key), value)
                                        for key, value in INFERENCE_DEFAULTS.items()}
     return model

@@ -2,7 +2,8 @@
 
 The image is encoded once and its prompts are decoded against the shared features in chunks.
 Each prompt's mask is sigmoid(mask logits) upsampled to the image size, > threshold, without
-connected components under the checkpoint's `min_area` pixels; nothing is ensembled across prompts.
+connected components under the checkpoint's `min_area` pixels, and empty when the prompt's presence
+score is below `presence_threshold`; nothing is ensembled across prompts.
 """
 
 from __future__ import annotations
@@ -40,14 +41,16 @@ def predict_probabilities(segmenter, image_processor, tokenizer, image: Image.Im
 
 def predict_masks(segmenter, image_processor, tokenizer, image: Image.Image, prompts: list[str],
                   max_text_length: int = 32, threshold: float = 0.5, min_area: int = 0,
-                  prompt_batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+                  presence_threshold: float = 0.0, prompt_batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """One image, P prompts -> masks [P, H, W] bool at the image's size, presence probabilities [P].
 
-    Components of a mask under `min_area` pixels are dropped (specks smaller than any nucleus).
+    Components of a mask under `min_area` pixels are dropped (specks smaller than any nucleus);
+    a prompt whose presence probability is below `presence_threshold` gets an empty mask.
     """
     probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, image, prompts,
                                                     max_text_length, prompt_batch_size)
     masks = probabilities > threshold
     if min_area > 1:
         masks = np.stack([drop_small_components(mask, min_area) for mask in masks])
+    masks[presence < presence_threshold] = False
     return masks, presence

@@ -139,8 +139,10 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         image_size=vision.get("image_size"), image_mean=tuple(preprocessing.get("image_mean", (0.5,) * 3)),
         image_std=tuple(preprocessing.get("image_std", (0.5,) * 3)), mask_source_text=mask_source_text,
         threshold=inference["threshold"],
-        min_area_text=(f", and connected components smaller than {inference['min_area']} pixels are dropped"
-                       if int(inference.get("min_area", 0)) > 1 else ""),
+        postprocessing_text=(f", and connected components smaller than {inference['min_area']} pixels are dropped"
+                       if int(inference.get("min_area", 0)) > 1 else "")
+                     + (f"; a prompt whose presence score is below {inference['presence_threshold']} gets an empty mask"
+                        if float(inference.get("presence_threshold", 0.0)) > 0 else ""),
         tokenizer_text="word-level, trained on the prompt vocabulary" if not base_model else "the base model's",
         dataset_text=f"`{dataset_path}` (configs: {', '.join(sources)}), prompt groups in the pgat_hf schema.",
         hyperparameters=[(label, args[key]) for label, key in HYPERPARAMETERS

@@ -120,7 +120,7 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         One image -> a list of dicts, one per prompt (a single dict when prompts is a string);
         a list of images -> a list of such results. Call parameters: threshold (mask probability,
         default the checkpoint's), presence_threshold (empty the mask when the presence score is
-        below it; default 0: no gating), min_instance_area (components under this many pixels are
+        below it; default the checkpoint's), min_instance_area (components under this many pixels are
         dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size.
         """
         if prompts is None:
@@ -159,8 +159,10 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         return {"probabilities": mask_logits.sigmoid().cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
                 "prompts": model_inputs["prompts"], "single": model_inputs["single"]}
 
-    def postprocess(self, model_outputs, threshold=None, presence_threshold=0.0, min_instance_area=None):
+    def postprocess(self, model_outputs, threshold=None, presence_threshold=None, min_instance_area=None):
         threshold = float(self.settings["threshold"] if threshold is None else threshold)
+        if presence_threshold is None:
+            presence_threshold = float(self.settings["presence_threshold"])
         if min_instance_area is None:
             min_instance_area = int(self.settings["min_area"])
         results = []

@@ -19,9 +19,11 @@ MASK_SOURCES = ("semantic", "topk")
 # How a checkpoint turns logits into a mask. Training stores these in config.json under
 # `pgat_inference` (an extra key that stock Sam3Config keeps and ignores), so the evaluator and the
 # pipeline infer the way the model was trained; a plain SAM3 checkpoint gets these defaults.
-# min_area: mask components smaller than this many pixels (at the image's size) are dropped.
+# min_area: mask components smaller than this many pixels (at the image's size) are dropped;
+# presence_threshold: a prompt whose presence score (SAM3's "is the concept in the image" head) is
+# below it gets an empty mask. 0 and 0.0 leave the mask as the logits give it.
 INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5,
-                      "min_area": 0}
+                      "min_area": 0, "presence_threshold": 0.0}
 
 
 def normalize_image(image: Image.Image, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:

@@ -125,7 +125,7 @@ class PGATTrainer(Trainer):
             segmenter, dataset, self.processing_class, self.image_processor,
             max_text_length=self.args.max_text_length, max_images=self.args.eval_max_images,
             tasks=tuple(self.args.tasks), progress=self.is_world_process_zero() and not self.args.disable_tqdm,
-            min_area=self.args.inference_min_area,
+            min_area=self.args.inference_min_area, presence_threshold=self.args.inference_presence_threshold,
         )
         self.last_robustness = result
         metrics = {f"{metric_key_prefix}_{k}": v for k, v in flat_metrics(result["summary"]).items()}
@@ -136,7 +136,8 @@ class PGATTrainer(Trainer):
     def inference_settings(self) -> dict:
         return {"mask_source": self.args.mask_source, "mask_topk": self.args.mask_topk,
                 "max_text_length": self.args.max_text_length, "threshold": 0.5,
-                "min_area": self.args.inference_min_area}
+                "min_area": self.args.inference_min_area,
+                "presence_threshold": self.args.inference_presence_threshold}
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save the stock model (safetensors), tokenizer and preprocessing config; no pickles.

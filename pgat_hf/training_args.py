@@ -48,6 +48,11 @@ class PGATTrainingArguments(TrainingArguments):
                           "and used by evaluation and the pipeline: mask components smaller than this many pixels "
                           "(at the image's size) are dropped. 0 keeps everything."},
     )
+    inference_presence_threshold: float = field(
+        default=0.0,
+        metadata={"help": "Inference post-processing, saved with the checkpoint like inference_min_area: a prompt "
+                          "whose presence score (SAM3's presence head) is below this gets an empty mask. 0 never gates."},
+    )
     mask_loss: str = field(default="bce", metadata={"help": "Per-pixel mask loss: bce or focal."})
     mask_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the per-pixel mask term in L_seg."})
     dice_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the dice term in L_seg."})
@@ -121,6 +126,8 @@ class PGATTrainingArguments(TrainingArguments):
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
         if self.inference_min_area < 0:
             raise ValueError(f"inference_min_area must be >= 0, got {self.inference_min_area}")
+        if not 0.0 <= self.inference_presence_threshold <= 1.0:
+            raise ValueError(f"inference_presence_threshold must be in [0, 1], got {self.inference_presence_threshold}")
         if self.lora_modules_to_save in (["none"], ["None"], [""]):
             self.lora_modules_to_save = []
         if self.use_peft:

@@ -149,8 +149,8 @@ def test_drop_small_components_counts_diagonal_neighbours():
     assert not drop_small_components(mask, 9).any()
 
 
-def test_checkpoint_min_area_is_the_pipelines_and_the_evaluators_default(trained_checkpoint, tile, tmp_path):
-    """config.json pgat_inference.min_area: the mask a user gets and the mask the evaluator scores."""
+def test_checkpoint_post_processing_is_the_pipelines_and_the_evaluators_default(trained_checkpoint, tile, tmp_path):
+    """config.json pgat_inference min_area / presence_threshold: the mask a user gets and the evaluator scores."""
     folder, segmenter, tokenizer, image_processor = trained_checkpoint
     probabilities, _ = predict_probabilities(segmenter, image_processor, tokenizer, tile, PROMPTS)
     threshold = float(np.quantile(probabilities[0], 0.6))  # a speckled mask, so there is something to drop
@@ -175,3 +175,16 @@ def test_checkpoint_min_area_is_the_pipelines_and_the_evaluators_default(trained
     unfiltered = pipeline("text-guided-nuclei-segmentation", model=str(copy))(tile, prompts=PROMPTS,
                                                                                min_instance_area=0)
     np.testing.assert_array_equal(np.asarray(unfiltered[0]["mask"]) > 0, raw[0])  # a call parameter overrides it
+
+    # presence gating: the prompt with the lowest presence score is emptied, the others are not
+    _, presence = predict_probabilities(segmenter, image_processor, tokenizer, tile, PROMPTS)
+    gate = float(np.sort(presence)[:2].mean())
+    config["pgat_inference"].update(presence_threshold=gate)
+    (copy / "config.json").write_text(json.dumps(config))
+    gated = pipeline("text-guided-nuclei-segmentation", model=str(copy))(tile, prompts=PROMPTS)
+    masks, _ = predict_masks(segmenter, image_processor, tokenizer, tile, PROMPTS, threshold=threshold,
+                             min_area=30, presence_threshold=load_model(str(copy))[3]["presence_threshold"])
+    for result, score, want, mask in zip(gated, presence, expected, masks):
+        expected_mask = want if score >= gate else np.zeros_like(want)
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, expected_mask)
+        np.testing.assert_array_equal(mask, expected_mask)

@@ -74,7 +74,8 @@ def test_evaluate_reports_dice_by_task_and_quality(synthetic_splits, tmp_path):
 
 
 def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
-    trainer = make_trainer(synthetic_splits, tmp_path, max_steps=2, inference_min_area=12)
+    trainer = make_trainer(synthetic_splits, tmp_path, max_steps=2, inference_min_area=12,
+                           inference_presence_threshold=0.4)
     trainer.train()
     trainer.save_model(str(tmp_path))
     files = set(os.listdir(tmp_path))
@@ -87,9 +88,11 @@ def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
     assert json.load(open(tmp_path / "preprocessor_config.json"))["size"] == {"height": 64, "width": 64}
     # how it infers travels with it: stock Sam3Config keeps the extra key
     assert reloaded.config.pgat_inference == {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32,
-                                              "threshold": 0.5, "min_area": 12}
+                                              "threshold": 0.5, "min_area": 12, "presence_threshold": 0.4}
     with pytest.raises(ValueError, match="inference_min_area"):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_min_area=-1)
+    with pytest.raises(ValueError, match="inference_presence_threshold"):
+        PGATTrainingArguments(output_dir=str(tmp_path), inference_presence_threshold=1.5)
 
 
 def test_short_training_run_learns_t1(synthetic_splits, tmp_path):
