@@ -13,7 +13,8 @@ from pgat_hf.evaluation import QUALITY_ORDER, evaluate_robustness, flat_metrics
 from pgat_hf.factory import build_tiny_model, load_segmenter
 from pgat_hf.metrics import INSTANCE_METRIC_NAMES
 
-SETTINGS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5}
+SETTINGS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5, "min_area": 0,
+            "presence_threshold": 0.0}
 
 
 def save_checkpoint(folder, seed):
