@@ -14,6 +14,7 @@ from .image_processing import CONFIG_NAME, NucleiImageProcessor
 from .modeling import PromptGroupSegmenter
 from .prompts import prompt_vocabulary
 from .sam3_ops import INFERENCE_DEFAULTS
+from .training_args import inference_settings_from_args
 from .tokenizer import train_word_tokenizer
 
 
@@ -71,9 +72,7 @@ def load_merged_adapter(adapter_dir: str, dtype: torch.dtype | None = None, base
     if os.path.isfile(args_path):  # the adapter has no config.json of its own: recover how it infers
         with open(args_path) as handle:
             args = json.load(handle)
-        named = {"min_area": "inference_min_area", "presence_threshold": "inference_presence_threshold"}  # setting -> training argument, where the names differ
-        model.config.pgat_inference = {key: args.get(named.get(key, key), value)
-                                       for key, value in INFERENCE_DEFAULTS.items()}
+        model.config.pgat_inference = inference_settings_from_args(args)
     return model
 
 

@@ -50,7 +50,7 @@ def predict_masks(segmenter, image_processor, tokenizer, image: Image.Image, pro
     probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, image, prompts,
                                                     max_text_length, prompt_batch_size)
     masks = probabilities > threshold
-    if min_area > 1:
+    if min_area > 1:  # np.stack needs at least one prompt
         masks = np.stack([drop_small_components(mask, min_area) for mask in masks])
     masks[presence < presence_threshold] = False
     return masks, presence

@@ -139,10 +139,7 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         image_size=vision.get("image_size"), image_mean=tuple(preprocessing.get("image_mean", (0.5,) * 3)),
         image_std=tuple(preprocessing.get("image_std", (0.5,) * 3)), mask_source_text=mask_source_text,
         threshold=inference["threshold"],
-        postprocessing_text=(f", and connected components smaller than {inference['min_area']} pixels are dropped"
-                       if int(inference.get("min_area", 0)) > 1 else "")
-                     + (f"; a prompt whose presence score is below {inference['presence_threshold']} gets an empty mask"
-                        if float(inference.get("presence_threshold", 0.0)) > 0 else ""),
+        postprocessing_text=postprocessing_text(inference),
         tokenizer_text="word-level, trained on the prompt vocabulary" if not base_model else "the base model's",
         dataset_text=f"`{dataset_path}` (configs: {', '.join(sources)}), prompt groups in the pgat_hf schema.",
         hyperparameters=[(label, args[key]) for label, key in HYPERPARAMETERS
@@ -153,6 +150,16 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         licence_text=licence_text,
     )
     return card
+
+
+def postprocessing_text(inference: dict) -> str:
+    """The clause after "foreground above probability T" for the checkpoint's min_area / presence gate."""
+    text = ""
+    if inference["min_area"] > 1:
+        text += f", and connected components smaller than {inference['min_area']} pixels are dropped"
+    if inference["presence_threshold"] > 0:
+        text += f"; a prompt whose presence score is below {inference['presence_threshold']} gets an empty mask"
+    return text
 
 
 def limitations(base_model: str | None, report: dict | None) -> str:

@@ -15,6 +15,7 @@ from transformers import Trainer, TrainerCallback
 from .evaluation import evaluate_robustness, flat_metrics
 from .lora import ADAPTER_SUBFOLDER, apply_lora, is_peft_model, lora_scaling, merge_lora_state_dict
 from .losses import pgat_objective, segmentation_loss
+from .training_args import inference_settings_from_args
 
 TERM_NAMES = ("seg_loss", "group_loss", "consistency_loss", "min_prompt_weight")
 
@@ -134,10 +135,7 @@ class PGATTrainer(Trainer):
         return metrics
 
     def inference_settings(self) -> dict:
-        return {"mask_source": self.args.mask_source, "mask_topk": self.args.mask_topk,
-                "max_text_length": self.args.max_text_length, "threshold": 0.5,
-                "min_area": self.args.inference_min_area,
-                "presence_threshold": self.args.inference_presence_threshold}
+        return inference_settings_from_args(vars(self.args))
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save the stock model (safetensors), tokenizer and preprocessing config; no pickles.

@@ -8,10 +8,20 @@ import torch
 from transformers import TrainingArguments
 
 from .backends.sam3 import MASK_SOURCES
+from .sam3_ops import INFERENCE_DEFAULTS
 from .lora import DEFAULT_MODULES_TO_SAVE, resolve_lora_parts
 from .losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
 
 TASKS = ("T1", "T2")
+
+
+# pgat_inference setting -> the training argument that sets it, where the names differ.
+SETTING_ARGUMENTS = {"min_area": "inference_min_area", "presence_threshold": "inference_presence_threshold"}
+
+
+def inference_settings_from_args(args: dict) -> dict:
+    """config.json's pgat_inference from training arguments (vars(args) or pgat_training_args.json)."""
+    return {key: args.get(SETTING_ARGUMENTS.get(key, key), default) for key, default in INFERENCE_DEFAULTS.items()}
 
 
 @dataclass
