@@ -61,12 +61,10 @@ def build_model(config: BenchConfig, vocab_size: int = 128, seed: int = 0):
     sam3_config = tiny_sam3_config(vocab_size=vocab_size, hidden_size=config.hidden_size,
                                    image_size=config.image_size, patch_size=config.patch_size,
                                    vision_layers=config.vision_layers, num_queries=config.num_queries,
+                                   vision_hidden_size=config.vision_hidden_size,
                                    decoder_layers=config.decoder_layers, max_text_length=config.text_length)
-    if config.vision_hidden_size:
-        backbone = sam3_config.vision_config.backbone_config
-        backbone.hidden_size = config.vision_hidden_size
-        backbone.intermediate_size = 4 * config.vision_hidden_size
-        backbone.num_attention_heads = max(1, config.vision_hidden_size // 64)
+    if config.vision_hidden_size:  # SAM3's ViT uses 64-wide heads
+        sam3_config.vision_config.backbone_config.num_attention_heads = max(1, config.vision_hidden_size // 64)
     torch.manual_seed(seed)
     return Sam3Model(sam3_config)
 

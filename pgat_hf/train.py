@@ -51,6 +51,10 @@ class ModelArguments:
     tiny_hidden_size: int = field(default=32, metadata={"help": "Tiny model: hidden size (multiple of 8)."})
     tiny_image_size: int = field(default=128, metadata={"help": "Tiny model: input size; must match the tiles."})
     tiny_vision_layers: int = field(default=2, metadata={"help": "Tiny model: ViT layers."})
+    tiny_vision_hidden_size: int | None = field(
+        default=None, metadata={"help": "Tiny SAM3: ViT width (default: tiny_hidden_size). The ViT runs once per "
+                                        "image, the decoder G·K times, so a wider ViT costs little."}
+    )
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
 
     def __post_init__(self):
@@ -138,7 +142,7 @@ def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments
         model, tokenizer, image_processor = build_tiny_model(
             seed=model_args.model_seed, hidden_size=model_args.tiny_hidden_size,
             image_size=model_args.tiny_image_size, vision_layers=model_args.tiny_vision_layers,
-            max_text_length=training_args.max_text_length,
+            vision_hidden_size=model_args.tiny_vision_hidden_size, max_text_length=training_args.max_text_length,
         )
     segmenter = make_segmenter(model, training_args.mask_source, training_args.mask_topk)
     return segmenter, tokenizer, image_processor

@@ -67,3 +67,17 @@ def test_tiny_config_rejects_bad_sizes():
         tiny_sam3_config(vocab_size=10, hidden_size=12)
     with pytest.raises(ValueError, match="image_size"):
         tiny_sam3_config(vocab_size=10, image_size=100)
+
+
+def test_wider_vit_keeps_the_decoder_width_and_trains():
+    model, tokenizer, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64, vision_hidden_size=48)
+    backbone = model.config.vision_config.backbone_config
+    assert (backbone.hidden_size, backbone.num_attention_heads) == (48, 3)
+    assert model.config.vision_config.fpn_hidden_size == 16  # the neck projects 48 -> 16 for the decoder
+    assert model.config.mask_decoder_config.hidden_size == 16
+    segmenter = make_segmenter(model).train()
+    input_ids, attention_mask = prompt_batch(tokenizer)
+    out = segmenter(torch.randn(2, 3, 64, 64), input_ids, attention_mask)
+    assert out.mask_logits.shape[:3] == (2, 2, 3)
+    out.mask_logits.mean().backward()
+    assert model.vision_encoder.backbone.embeddings.patch_embeddings.projection.weight.grad.shape[0] == 48

@@ -23,6 +23,7 @@ def tiny_sam3_config(
     image_size: int = 128,
     patch_size: int = 8,
     vision_layers: int = 2,
+    vision_hidden_size: int | None = None,
     text_layers: int = 1,
     num_queries: int = 16,
     decoder_layers: int = 2,
@@ -36,6 +37,8 @@ def tiny_sam3_config(
 
     hidden_size must be a multiple of 8 (SAM3 uses GroupNorm(8, D)); image_size must equal the
     size the collator feeds; initializer_range 0.05 made the category task learnable in every seed.
+    vision_hidden_size widens the ViT alone (default: hidden_size); the FPN neck projects it to
+    hidden_size, so the decoder, which runs G·K times per image, keeps its cost.
     """
     if hidden_size % 8:
         raise ValueError(f"hidden_size must be a multiple of 8 (GroupNorm(8, D)), got {hidden_size}")
@@ -46,6 +49,9 @@ def tiny_sam3_config(
     mlp = 4 * hidden_size
     init = initializer_range
     layer = dict(hidden_size=hidden_size, num_attention_heads=heads, intermediate_size=mlp, initializer_range=init)
+    vit_width = vision_hidden_size or hidden_size
+    vit_layer = dict(hidden_size=vit_width, num_attention_heads=max(1, vit_width // 16), intermediate_size=4 * vit_width,
+                     initializer_range=init)
     return Sam3Config(
         vision_config=dict(
             backbone_config=dict(
@@ -56,7 +62,7 @@ def tiny_sam3_config(
                 pretrain_image_size=image_size,
                 window_size=min(8, tokens),
                 global_attn_indexes=[vision_layers - 1],
-                **layer,
+                **vit_layer,
             ),
             fpn_hidden_size=hidden_size,
             backbone_feature_sizes=[[4 * tokens] * 2, [2 * tokens] * 2, [tokens] * 2],
