@@ -21,9 +21,11 @@ import statistics
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 
 from .backends.sam3 import tiny_sam3_config
 from .losses import pgat_objective, segmentation_loss
@@ -248,10 +250,20 @@ class StepClock:
         self.starts.append(time.perf_counter())
 
 
-def data_wait_share(steps: int = 12, warmup: int = 2, image_size: int = 128, batch_size: int = 4) -> dict:
+DEMO_RECIPE = Path(__file__).parent / "recipes" / "demo.yaml"
+
+
+def demo_batch_shape() -> dict:
+    """Batch size, G and K of the demo recipe, so the data-wait share follows demo.yaml."""
+    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
+    return {"batch_size": recipe["per_device_train_batch_size"], "groups_per_image": recipe["groups_per_image"],
+            "num_prompts": recipe["num_prompts"]}
+
+
+def data_wait_share(steps: int = 12, warmup: int = 2, image_size: int = 128) -> dict:
     """Share of a demo training step spent in the data loader (default loader settings).
 
-    Demo setting: tiny model at `image_size`, batch 4, G=3 groups x K=3 prompts, augmentation on.
+    Demo setting: tiny model at `image_size`, the demo recipe's batch size, G and K, augmentation on.
     Times `next(loader)` against compute (forward, PGAT loss, backward, AdamW step) in a plain loop,
     and reports the steady-state step time of `PGATTrainer.train` for the same setting
     (trainer_overhead_ms: what the Trainer adds over the plain loop).
@@ -263,6 +275,8 @@ def data_wait_share(steps: int = 12, warmup: int = 2, image_size: int = 128, bat
     from .training_args import PGATTrainingArguments
     from datasets import load_dataset
 
+    shape = demo_batch_shape()
+    batch_size = shape["batch_size"]
     with tempfile.TemporaryDirectory() as tmp:
         generate_synthetic_dataset(tmp, num_train=batch_size * (steps + warmup), num_test=1,
                                    image_size=image_size, seed=0)
@@ -270,7 +284,8 @@ def data_wait_share(steps: int = 12, warmup: int = 2, image_size: int = 128, bat
         model, tokenizer, image_processor = build_tiny_model(image_size=image_size)
         args = PGATTrainingArguments(output_dir=tmp + "/out", per_device_train_batch_size=batch_size,
                                      max_steps=steps + warmup, report_to="none", disable_tqdm=True,
-                                     save_strategy="no", logging_steps=50, learning_rate=2e-3)
+                                     save_strategy="no", logging_steps=50, learning_rate=2e-3,
+                                     groups_per_image=shape["groups_per_image"], num_prompts=shape["num_prompts"])
         collator = PromptGroupCollator(tokenizer=tokenizer, image_processor=image_processor,
                                        num_prompts=args.num_prompts, groups_per_image=args.groups_per_image)
         trainer = PGATTrainer(model=make_segmenter(model), args=args, train_dataset=train, data_collator=collator,

@@ -34,6 +34,10 @@ def test_bench_writes_ratios_medians_and_memory_per_config(tmp_path, monkeypatch
         assert abs(result["shared_vs_floor"] - result["median_ms"]["shared"] / floor) < 1e-2
     data = results["data"]
     assert 0 <= data["data_wait_share"] < 1 and data["dataloader_num_workers"] == 0
+    # The data-wait share is measured at the demo recipe's batch shape, read from demo.yaml.
+    demo = bench.demo_batch_shape()
+    assert (data["batch_size"], data["groups_per_image"], data["num_prompts"]) == (
+        demo["batch_size"], demo["groups_per_image"], demo["num_prompts"])
     out = capsys.readouterr().out
     assert "a/repeated=" in out and "waiting share" in out
 
