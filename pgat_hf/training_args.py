@@ -8,9 +8,9 @@ import torch
 from transformers import TrainingArguments
 
 from .backends.sam3 import MASK_SOURCES
-from .sam3_ops import INFERENCE_DEFAULTS
 from .lora import DEFAULT_MODULES_TO_SAVE, resolve_lora_parts
 from .losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
+from .sam3_ops import INFERENCE_DEFAULTS
 
 TASKS = ("T1", "T2")
 
