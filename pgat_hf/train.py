@@ -55,6 +55,10 @@ class ModelArguments:
         default=None, metadata={"help": "Tiny SAM3: ViT width (default: tiny_hidden_size). The ViT runs once per "
                                         "image, the decoder G·K times, so a wider ViT costs little."}
     )
+    tiny_patch_size: int = field(
+        default=8, metadata={"help": "Tiny SAM3: ViT patch size, 8 or 4. The decoder stays at image/2 either way; "
+                                     "4 gives the ViT 4x the tokens for little cost (README)."}
+    )
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
 
     def __post_init__(self):
@@ -142,7 +146,8 @@ def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments
         model, tokenizer, image_processor = build_tiny_model(
             seed=model_args.model_seed, hidden_size=model_args.tiny_hidden_size,
             image_size=model_args.tiny_image_size, vision_layers=model_args.tiny_vision_layers,
-            vision_hidden_size=model_args.tiny_vision_hidden_size, max_text_length=training_args.max_text_length,
+            vision_hidden_size=model_args.tiny_vision_hidden_size, patch_size=model_args.tiny_patch_size,
+            max_text_length=training_args.max_text_length,
         )
     segmenter = make_segmenter(model, training_args.mask_source, training_args.mask_topk)
     return segmenter, tokenizer, image_processor

@@ -81,3 +81,25 @@ def test_wider_vit_keeps_the_decoder_width_and_trains():
     assert out.mask_logits.shape[:3] == (2, 2, 3)
     out.mask_logits.mean().backward()
     assert model.vision_encoder.backbone.embeddings.patch_embeddings.projection.weight.grad.shape[0] == 48
+
+
+def test_patch_4_gives_the_vit_more_tokens_and_the_decoder_the_same_maps(tmp_path):
+    outputs = {}
+    for patch in (8, 4):
+        model, tokenizer, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64, patch_size=patch)
+        segmenter = make_segmenter(model).eval()
+        input_ids, attention_mask = prompt_batch(tokenizer)
+        with torch.no_grad():
+            features = model.get_vision_features(pixel_values=torch.randn(1, 3, 64, 64))
+            outputs[patch] = segmenter(torch.randn(2, 3, 64, 64), input_ids, attention_mask).mask_logits.shape
+        assert features.last_hidden_state.shape[1] == (64 // patch) ** 2  # ViT tokens
+        assert [tuple(t.shape[-2:]) for t in features.fpn_hidden_states[:3]] == [(32, 32), (16, 16), (8, 8)]
+    assert outputs[4] == outputs[8] == (2, 2, 3, 32, 32)
+    model.save_pretrained(tmp_path)  # a stock Sam3Config: the patch-4 model reloads with no custom code
+    reloaded = type(model).from_pretrained(tmp_path)
+    assert reloaded.config.vision_config.scale_factors == [2.0, 1.0, 0.5, 0.5]
+
+
+def test_tiny_config_rejects_an_unsupported_patch():
+    with pytest.raises(ValueError, match="patch_size must be 4 or 8"):
+        tiny_sam3_config(vocab_size=50, image_size=96, patch_size=6)

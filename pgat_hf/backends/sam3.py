@@ -44,7 +44,14 @@ def tiny_sam3_config(
         raise ValueError(f"hidden_size must be a multiple of 8 (GroupNorm(8, D)), got {hidden_size}")
     if image_size % (patch_size * 8):
         raise ValueError(f"image_size {image_size} must be a multiple of 8 * patch_size ({8 * patch_size})")
-    tokens = image_size // patch_size  # ViT grid side; the FPN runs at 4x, 2x, 1x of it
+    tokens = image_size // patch_size  # ViT grid side
+    # The neck turns the ViT grid into decoder levels at image/2, /4, /8 (+ one /16 that SAM3
+    # drops), whatever the patch: patch 8 is SAM3's own 4x, 2x, 1x, 0.5x; a finer patch gives the
+    # ViT more tokens while the decoder, which runs G·K times per image, keeps its size.
+    scale_factors = {8: [4.0, 2.0, 1.0, 0.5], 4: [2.0, 1.0, 0.5, 0.5]}.get(patch_size)
+    if scale_factors is None:
+        raise ValueError(f"patch_size must be 4 or 8, got {patch_size}")
+    fine = image_size // 2
     heads = max(1, hidden_size // 16)
     mlp = 4 * hidden_size
     init = initializer_range
@@ -65,7 +72,8 @@ def tiny_sam3_config(
                 **vit_layer,
             ),
             fpn_hidden_size=hidden_size,
-            backbone_feature_sizes=[[4 * tokens] * 2, [2 * tokens] * 2, [tokens] * 2],
+            scale_factors=scale_factors,
+            backbone_feature_sizes=[[fine] * 2, [fine // 2] * 2, [fine // 4] * 2],
             initializer_range=init,
         ),
         text_config=dict(
