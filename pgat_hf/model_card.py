@@ -27,12 +27,28 @@ HYPERPARAMETERS = (  # (label, key in pgat_training_args.json)
     ("prompts per group K", "num_prompts"), ("groups per image G", "groups_per_image"),
     ("λ (group loss)", "lambda_group"), ("β (consistency)", "beta_consistency"), ("τ", "tau"),
     ("group_loss_mode", "group_loss_mode"), ("consistency_mode", "consistency_mode"),
-    ("mask loss", "mask_loss"), ("BCE pos_weight", "bce_pos_weight"), ("tasks", "tasks"),
+    ("mask loss", "mask_loss"), ("mask loss weight", "mask_loss_weight"), ("dice loss weight", "dice_loss_weight"),
+    ("presence loss weight", "presence_loss_weight"), ("BCE pos_weight", "bce_pos_weight"), ("tasks", "tasks"),
     ("frozen text encoder", "freeze_text_encoder"), ("optimizer", "optim"), ("learning rate", "learning_rate"),
     ("weight decay", "weight_decay"), ("scheduler", "lr_scheduler_type"), ("warm-up ratio", "warmup_ratio"),
     ("batch size per device", "per_device_train_batch_size"), ("max steps", "max_steps"),
     ("epochs", "num_train_epochs"), ("seed", "seed"),
 )
+
+
+def card_hyperparameters(args: dict) -> list[tuple[str, object]]:
+    """(label, value) rows of pgat_training_args.json that apply to the run.
+
+    Epochs are left out when max_steps bounds the run, BCE's pos_weight when the mask loss is focal.
+    """
+    def applies(key: str) -> bool:
+        if key == "num_train_epochs":
+            return args.get("max_steps", -1) <= 0
+        if key == "bce_pos_weight":
+            return args.get("mask_loss", "bce") == "bce"
+        return True
+
+    return [(label, args[key]) for label, key in HYPERPARAMETERS if key in args and applies(key)]
 
 
 def source_info(config: str):
@@ -142,8 +158,7 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         postprocessing_text=postprocessing_text(inference),
         tokenizer_text="word-level, trained on the prompt vocabulary" if not base_model else "the base model's",
         dataset_text=f"`{dataset_path}` (configs: {', '.join(sources)}), prompt groups in the pgat_hf schema.",
-        hyperparameters=[(label, args[key]) for label, key in HYPERPARAMETERS
-                         if key in args and not (key == "num_train_epochs" and args.get("max_steps", -1) > 0)],
+        hyperparameters=card_hyperparameters(args),
         train_command=train_command, evaluation_text=evaluation_text,
         plots=sorted(p.name for p in folder.glob("*.png")),
         limitations_text=limitations(base_model, report),

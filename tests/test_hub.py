@@ -183,6 +183,18 @@ def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
         cli_main(["card", "--model", str(tmp_path)])
 
 
+def test_card_lists_the_loss_settings_that_apply():
+    from pgat_hf.model_card import card_hyperparameters
+
+    focal = dict(card_hyperparameters({"mask_loss": "focal", "mask_loss_weight": 20.0, "dice_loss_weight": 1.0,
+                                       "bce_pos_weight": 3.0, "max_steps": 1000, "num_train_epochs": 3}))
+    assert focal["mask loss weight"] == 20.0 and focal["dice loss weight"] == 1.0
+    assert "BCE pos_weight" not in focal and "epochs" not in focal  # neither shaped this run
+    bce = dict(card_hyperparameters({"mask_loss": "bce", "bce_pos_weight": 1.0, "max_steps": -1,
+                                     "num_train_epochs": 3}))
+    assert bce["BCE pos_weight"] == 1.0 and bce["epochs"] == 3
+
+
 def test_he_figure_on_the_real_stardist_tile(trained_checkpoint, tmp_path):
     from PIL import Image
 
