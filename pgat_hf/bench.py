@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from .backends.sam3 import tiny_sam3_config
 from .losses import pgat_objective, segmentation_loss
@@ -254,10 +253,15 @@ DEMO_RECIPE = Path(__file__).parent / "recipes" / "demo.yaml"
 
 
 def demo_batch_shape() -> dict:
-    """Batch size, G and K of the demo recipe, so the data-wait share follows demo.yaml."""
-    recipe = yaml.safe_load(DEMO_RECIPE.read_text())
-    return {"batch_size": recipe["per_device_train_batch_size"], "groups_per_image": recipe["groups_per_image"],
-            "num_prompts": recipe["num_prompts"]}
+    """Batch size, G and K of the demo recipe, so the data-wait share follows demo.yaml.
+
+    Parsed the way `train.py --config` parses it, so a key the recipe leaves out gets the default.
+    """
+    from .train import parse_args
+
+    _, _, demo = parse_args(["--config", str(DEMO_RECIPE)])
+    return {"batch_size": demo.per_device_train_batch_size, "groups_per_image": demo.groups_per_image,
+            "num_prompts": demo.num_prompts}
 
 
 def data_wait_share(steps: int = 12, warmup: int = 2, image_size: int = 128) -> dict:
