@@ -2,14 +2,16 @@
 
     python dataset_scripts/build.py --source NAME --raw DIR --out DIR \
         [--train-fraction 1.0 --seed 0] [--tile-size 256 --overlap 0] [--config-name NAME] \
-        [--validate] [--push-to-hub ORG/NAME]
+        [--prompts FILE] [--validate] [--push-to-hub ORG/NAME]
     python dataset_scripts/build.py --validate --out DIR          # only check a built folder
 
 NAME: pannuke, consep, monuseg, cpm15, cpm17, cryonuseg, histology, synthetic, folder
 (DIR/images + DIR/masks, same file stems). The files each source expects are listed in
 pgat_hf/converters/<source>.py. Several sources can be built into the same --out folder: each
 becomes a config of one repo, and README.md (the dataset card) is re-rendered to cover them all.
-Same arguments, byte-identical parquet files. ``--train-fraction`` keeps a seeded share of the
+``--prompts FILE`` takes the prompt vocabulary (category synonyms, held-out synonyms, templates) from
+a YAML file in the format of pgat_hf/vocabularies/default.yaml; the file used is saved beside the
+data as prompts.yaml. Same arguments, byte-identical parquet files. ``--train-fraction`` keeps a seeded share of the
 *training* images (the paper trains on 10%); validation/test splits are always kept whole.
 """
 
@@ -25,6 +27,7 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pgat_hf.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
+from pgat_hf.vocabulary import load_vocabulary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--overlap", type=int, default=0, help="minimum overlap of neighbouring tiles (px)")
     parser.add_argument("--config-name", default=None,
                         help="config name (folder source: default the folder's name; one-config sources only)")
+    parser.add_argument("--prompts", metavar="FILE", default=None,
+                        help="prompt vocabulary YAML (default: pgat_hf/vocabularies/default.yaml)")
     parser.add_argument("--validate", action="store_true", help="check the built folder afterwards")
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None,
                         help="upload the folder as a Hub dataset repo (needs a token with write access)")
@@ -56,9 +61,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         if args.source:
+            vocabulary = load_vocabulary(args.prompts) if args.prompts else None
             configs = build_source(
                 args.source, args.raw, args.out, train_fraction=args.train_fraction, seed=args.seed,
                 tile_size=args.tile_size, overlap=args.overlap, config_name=args.config_name,
+                vocabulary=vocabulary,
             )
             print(f"wrote config(s) {', '.join(configs)} to {args.out}")
         if args.validate:

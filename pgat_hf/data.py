@@ -299,6 +299,35 @@ def write_dataset_repo(
     return str(root)
 
 
+def load_prompt_dataset(path: str | os.PathLike, config_name: str, split: str | None = None):
+    """Load a config of a dataset folder (or Hub repo) as exactly the files on disk.
+
+    `datasets.load_dataset(folder, config)` caches a local folder under the folder's *name* and
+    its relative file patterns (`<name>/<config>/0.0.0/<hash>`), so two folders of one name, or a
+    folder rebuilt in place, can be served the first one's cached rows. A local folder is
+    therefore read through the `parquet` builder with the resolved file paths, whose cache key
+    includes each file's absolute path and modification time.
+    """
+    root = Path(path)
+    if not root.exists():
+        return datasets.load_dataset(str(path), config_name, split=split)
+    meta, _ = _read_card(root / "README.md")
+    entry = next((c for c in meta.get("configs") or [] if c.get("config_name") == config_name), None)
+    if entry is None:
+        known = [c.get("config_name") for c in meta.get("configs") or []]
+        raise FileNotFoundError(f"{root / 'README.md'} lists no config {config_name!r} (configs: {known})")
+    data_files = {}
+    for item in entry.get("data_files") or []:
+        files = sorted(str(f.resolve()) for f in root.glob(item["path"]))
+        if not files:
+            raise FileNotFoundError(f"{root}: config {config_name!r} split {item['split']!r}: no file matches "
+                                    f"{item['path']!r}")
+        data_files[item["split"]] = files
+    if split is not None and split not in data_files:
+        raise ValueError(f"{root}: config {config_name!r} has no split {split!r} (splits: {list(data_files)})")
+    return datasets.load_dataset("parquet", data_files=data_files, split=split)
+
+
 def load_categories(dataset_dir: str | os.PathLike, config_name: str) -> list[str]:
     """Category names of a config (class id c ↔ ``categories[c - 1]``).
 

@@ -3,7 +3,8 @@
 No ensembling: each prompt's mask is what inference gives for that prompt alone
 (`inference.predict_masks` with the checkpoint's threshold: the image encoded once per tile, its
 prompts decoded in chunks). Scores are aggregated by source × task (T1/T2) × quality
-(low/medium/high/held_out); "all" is the mean over the training qualities (low/medium/high).
+(low/medium/high, held_out: held-out framings, held_out_synonym: held-out category synonyms);
+"all" is the mean over the training qualities (low/medium/high).
 T1 prompts also get instance metrics: the predicted mask is split into 8-connected components
 (`inference.mask_to_instances`) and compared with the tile's `instance_map`.
 """
@@ -20,7 +21,8 @@ from .inference import mask_to_instances, predict_masks
 from .metrics import (INSTANCE_METRIC_NAMES, dice, group_robustness, instance_metrics, iou, overlap_counts,
                       pooled_dice)
 
-QUALITY_ORDER = ("low", "medium", "high", "held_out")
+QUALITY_ORDER = ("low", "medium", "high", "held_out", "held_out_synonym")
+QUALITY_LABELS = {"held_out": "held-out framings", "held_out_synonym": "held-out synonyms"}
 STAT_NAMES = ("dice_std", "worst_dice", "low_high_gap", "pairwise_agreement")
 TRAINING_QUALITIES = ("low", "medium", "high")
 
@@ -146,7 +148,7 @@ def report_markdown(summary: dict, title: str = "Prompt-robustness report") -> s
     qualities = [q for q in QUALITY_ORDER if any(q in v for v in summary["dice"].values())]
     lines = [f"# {title}", "", f"{summary['num_prompts_evaluated']} prompts evaluated, each on its own.", "",
              "## Dice by task and prompt quality", "",
-             "| task | all (train qualities) | " + " | ".join(qualities) + " |",
+             "| task | all (train qualities) | " + " | ".join(QUALITY_LABELS.get(q, q) for q in qualities) + " |",
              "|---|---|" + "---|" * len(qualities)]
     for task, by_quality in summary["dice"].items():
         cells = [f"{by_quality[q]:.3f}" if q in by_quality else "–" for q in qualities]

@@ -18,15 +18,45 @@ from .training_args import inference_settings_from_args
 from .tokenizer import train_word_tokenizer
 
 
+TEXT_SIDES = ("minilm", "words")
+STATIC_TEXT_SIDE = "minilm-static"  # config.pgat_text_side of a checkpoint with the frozen static table
+
+
 def build_tiny_model(seed: int = 0, hidden_size: int = 32, image_size: int = 128, max_text_length: int = 32,
-                     **config_overrides):
-    """Random-init tiny SAM3 + word-level tokenizer trained on the prompt vocabulary (DESIGN.md §6)."""
-    tokenizer = train_word_tokenizer(prompt_vocabulary(), max_length=max_text_length)
-    config = tiny_sam3_config(vocab_size=len(tokenizer), hidden_size=hidden_size, image_size=image_size,
-                              max_text_length=max_text_length, **config_overrides)
+                     text_side: str = "minilm", text_hidden_size: int | None = None, **config_overrides):
+    """Random-init tiny SAM3 and its tokenizer (DESIGN.md §6).
+
+    text_side "minilm": MiniLM's WordPiece tokenizer and its static token vectors, frozen, in the
+    text encoder's token embedding (`models.text_side`; text width default 64, the table's).
+    "words": a word-level tokenizer fitted to the prompt vocabulary, random embeddings, trained.
+    """
+    if text_side not in TEXT_SIDES:
+        raise ValueError(f"text_side must be one of {TEXT_SIDES}, got {text_side!r}")
+    if text_side == "minilm":
+        from .models import text_side as static
+
+        tokenizer = static.load_tokenizer(max_length=max_text_length)
+        config = tiny_sam3_config(vocab_size=len(tokenizer), hidden_size=hidden_size, image_size=image_size,
+                                  max_text_length=max_text_length, text_hidden_size=text_hidden_size or static.TABLE_DIMS,
+                                  pad_token_id=static.PAD_ID, bos_token_id=static.CLS_ID,
+                                  eos_token_id=static.SEP_ID, **config_overrides)
+        config.pgat_text_side = STATIC_TEXT_SIDE
+    else:
+        tokenizer = train_word_tokenizer(prompt_vocabulary(), max_length=max_text_length)
+        config = tiny_sam3_config(vocab_size=len(tokenizer), hidden_size=hidden_size, image_size=image_size,
+                                  max_text_length=max_text_length, text_hidden_size=text_hidden_size,
+                                  **config_overrides)
     torch.manual_seed(seed)  # same seed, same initial weights: recipes compared from one start
     model = Sam3Model(config)
+    if text_side == "minilm":
+        static.install_static_text_side(model)
     return model, tokenizer, NucleiImageProcessor(image_size=image_size)
+
+
+def freeze_static_text_side(model) -> None:
+    """A checkpoint built with the static table keeps it frozen when it is trained further."""
+    if getattr(model.config, "pgat_text_side", None) == STATIC_TEXT_SIDE:
+        model.text_encoder.text_model.embeddings.token_embedding.weight.requires_grad_(False)
 
 
 def load_image_processor(model_name_or_path: str, image_size: int) -> NucleiImageProcessor:
@@ -47,6 +77,7 @@ def load_pretrained_model(model_name_or_path: str, dtype: torch.dtype | None = N
         model = load_merged_adapter(model_name_or_path, dtype=dtype, base_model=base_model)
     else:
         model = Sam3Model.from_pretrained(model_name_or_path, dtype=dtype)
+    freeze_static_text_side(model)
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
     image_size = int(model.config.vision_config.backbone_config.image_size)
     return model, tokenizer, load_image_processor(model_name_or_path, image_size)

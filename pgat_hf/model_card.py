@@ -22,7 +22,7 @@ from .sam3_ops import INFERENCE_DEFAULTS
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "model_card" / "template.md"
 SAM_LICENCE = ("other", "sam-license", "https://huggingface.co/facebook/sam3/blob/main/LICENSE")
-QUALITY_NAMES = {"all": "training-phrasing", "held_out": "held-out"}
+QUALITY_NAMES = {"all": "training-phrasing", "held_out": "held-out framing", "held_out_synonym": "held-out synonym"}
 HYPERPARAMETERS = (  # (label, key in pgat_training_args.json)
     ("prompts per group K", "num_prompts"), ("groups per image G", "groups_per_image"),
     ("λ (group loss)", "lambda_group"), ("β (consistency)", "beta_consistency"), ("τ", "tau"),
@@ -184,19 +184,20 @@ def limitations(base_model: str | None, report: dict | None) -> str:
                      "H&E-like tiles only: it shows the method end to end. On real tissue it finds many nuclei "
                      "but merges touching ones, and its category prompts are not meaningful there.")
     if report:
-        held_out = {t: q.get("held_out") for t, q in report["summary"]["dice"].items() if "held_out" in q}
         trained = {t: q.get("all") for t, q in report["summary"]["dice"].items()}
-        for task, value in held_out.items():
-            if trained.get(task) is not None and value < trained[task] - 0.05:
-                notes.append(f"{task} Dice on phrasings never seen in training ({value:.3f}) is below that on "
-                             f"training phrasings ({trained[task]:.3f}): check new wordings before relying on them.")
+        for quality, what in (("held_out", "framings"), ("held_out_synonym", "category synonyms")):
+            held_out = {t: q[quality] for t, q in report["summary"]["dice"].items() if quality in q}
+            for task, value in held_out.items():
+                if trained.get(task) is not None and value < trained[task] - 0.05:
+                    notes.append(f"{task} Dice on {what} never seen in training ({value:.3f}) is below that on "
+                                 f"training phrasings ({trained[task]:.3f}): check new wordings before relying on them.")
     notes += absent_category_notes(report)
     return "\n".join(f"- {note}" for note in notes)
 
 
 def absent_category_notes(report: dict | None) -> list[str]:
     """What the records say about prompts naming a category the tile does not contain."""
-    records = [r for r in (report or {}).get("records", []) if r["task"] == "T2" and r["quality"] != "held_out"]
+    records = [r for r in (report or {}).get("records", []) if r["task"] == "T2" and r["quality"] in ("low", "medium", "high")]
     absent = [r["dice"] for r in records if not r["present"]]
     present = [r["dice"] for r in records if r["present"]]
     if not absent or not present:

@@ -1,16 +1,22 @@
-"""PNG figures of an evaluation: Dice per prompt quality per model, and a qualitative mask grid."""
+"""PNG figures of an evaluation (Dice per prompt quality per model, a qualitative mask grid) and of a
+comparison (per-prompt Dice distributions per recipe, validation curves over training)."""
 
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
-QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held_out": "held-out"}
+QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held_out": "held-out framings",
+                  "held_out_synonym": "held-out synonyms"}
 TRUTH_COLOUR = np.array([255, 215, 0])  # gold
 MASK_COLOUR = np.array([0, 200, 255])  # cyan: readable on pink/purple H&E
 
@@ -90,3 +96,108 @@ def qualitative_grid(examples: list[dict], path: str, title: str = "") -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+PROMPT_QUALITIES = ("low", "medium", "high", "held_out", "held_out_synonym")
+PROMPT_QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held_out": "held-out\nframings",
+                         "held_out_synonym": "held-out\nsynonyms"}
+
+
+def save_figure_atomically(fig, path) -> str:
+    """Save to a temporary file beside `path` (same suffix), then rename it over `path`; closes the figure.
+
+    A reader never sees a half-written image, and a crash mid-save leaves the old file in place.
+    """
+    target = Path(path)
+    temporary = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{target.suffix}")
+    try:
+        fig.savefig(temporary, dpi=120)
+        os.replace(temporary, target)
+    finally:
+        plt.close(fig)
+        temporary.unlink(missing_ok=True)
+    return str(path)
+
+
+def per_prompt_dice_distributions(records_by_recipe: dict[str, list[dict]], path, title: str = "") -> str:
+    """Side-by-side box plots of per-prompt Dice: one panel per task, prompt quality on x, one box per recipe.
+
+    records_by_recipe: {recipe: [{"task": "T1" | "T2", "quality": ..., "dice": float}, ...]}; qualities
+    follow PROMPT_QUALITIES and a panel shows only those its task has. Written atomically.
+    """
+    recipes = list(records_by_recipe)
+    tasks = sorted({r["task"] for records in records_by_recipe.values() for r in records})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    width = 0.8 / max(len(recipes), 1)
+    fig, axes = plt.subplots(1, max(len(tasks), 1), figsize=(1.2 + 3.6 * max(len(tasks), 1) + 0.3 * len(recipes),
+                                                              4.2), squeeze=False, sharey=True)
+    for axis, task in zip(axes[0], tasks):
+        present = {r["quality"] for records in records_by_recipe.values() for r in records if r["task"] == task}
+        qualities = [q for q in PROMPT_QUALITIES if q in present]
+        for m, recipe in enumerate(recipes):
+            values = [[float(r["dice"]) for r in records_by_recipe[recipe]
+                       if r["task"] == task and r["quality"] == q and r["dice"] is not None and np.isfinite(r["dice"])]
+                      for q in qualities]
+            kept = [(i, v) for i, v in enumerate(values) if v]
+            if not kept:
+                continue
+            positions = [i + (m - (len(recipes) - 1) / 2) * width for i, _ in kept]
+            colour = colours[m % len(colours)]
+            axis.boxplot([v for _, v in kept], positions=positions, widths=width * 0.85, patch_artist=True,
+                         showmeans=True, manage_ticks=False,
+                         boxprops={"facecolor": colour, "alpha": 0.55, "edgecolor": colour},
+                         medianprops={"color": "black"}, whiskerprops={"color": colour}, capprops={"color": colour},
+                         meanprops={"marker": "D", "markersize": 3.5, "markerfacecolor": "white",
+                                    "markeredgecolor": "black"},
+                         flierprops={"marker": ".", "markersize": 2.5, "alpha": 0.4, "markeredgecolor": colour})
+        axis.set_xticks(np.arange(len(qualities)), [PROMPT_QUALITY_LABELS.get(q, q) for q in qualities], fontsize=8)
+        axis.set_xlim(-0.6, len(qualities) - 0.4)
+        axis.set_title(f"{task} ({'all nuclei' if task == 'T1' else 'one category'})")
+        axis.set_ylim(-0.03, 1.05)
+        axis.grid(axis="y", alpha=0.3)
+        axis.set_axisbelow(True)
+    axes[0][0].set_ylabel("Dice per prompt")
+    handles = [Patch(facecolor=colours[m % len(colours)], alpha=0.55, label=recipe)
+               for m, recipe in enumerate(recipes)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(recipes), 4), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title)
+    legend_rows = -(-len(recipes) // 4)
+    fig.tight_layout(rect=(0, 0.04 + 0.05 * legend_rows, 1, 1))  # room for the legend below the panels
+    return save_figure_atomically(fig, path)
+
+
+def mean_curve(curves: list[list[tuple[int, float]]]) -> dict[int, float]:
+    """{step: mean value over the seeds that logged that step}, steps ascending; NaN values are skipped."""
+    by_step: dict[int, list[float]] = {}
+    for curve in curves:
+        for step, value in curve:
+            if value is not None and np.isfinite(value):
+                by_step.setdefault(int(step), []).append(float(value))
+    return {step: float(np.mean(by_step[step])) for step in sorted(by_step)}
+
+
+def validation_curves(curves_by_recipe: dict[str, list[list[tuple[int, float]]]], path, metric: str = "T2 Dice") -> str:
+    """Validation metric against training step: a thin line per seed, a thick line for the mean, one colour per recipe.
+
+    curves_by_recipe: {recipe: [one [(step, value), ...] list per seed]}. Written atomically.
+    """
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axis = plt.subplots(figsize=(6.4, 4.2))
+    for m, (recipe, curves) in enumerate(curves_by_recipe.items()):
+        colour = colours[m % len(colours)]
+        seeds = [sorted(curve) for curve in curves if curve]
+        for curve in seeds:
+            axis.plot([s for s, _ in curve], [v for _, v in curve], color=colour, linewidth=0.8, alpha=0.35)
+        mean = mean_curve(seeds)
+        if mean:
+            axis.plot(list(mean), list(mean.values()), color=colour, linewidth=2.2, marker="o", markersize=3,
+                      label=f"{recipe} (mean of {len(seeds)} seed{'s' if len(seeds) != 1 else ''})")
+    axis.set_xlabel("training step")
+    axis.set_ylabel(f"validation {metric}")
+    axis.grid(alpha=0.3)
+    axis.set_axisbelow(True)
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save_figure_atomically(fig, path)

@@ -19,6 +19,7 @@ Nuclei never overlap (a one-pixel gap is kept), instance ids are 1..N in placeme
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -28,6 +29,7 @@ from scipy import ndimage
 
 from .data import encode_class_map, encode_image, encode_instance_map, has_config, write_dataset_repo
 from .prompts import make_prompt_groups
+from .vocabulary import default_vocabulary
 
 SYNTHETIC_CATEGORIES = ["neoplastic", "inflammatory", "connective", "epithelial"]
 NEOPLASTIC, INFLAMMATORY, CONNECTIVE, EPITHELIAL = 1, 2, 3, 4
@@ -309,7 +311,7 @@ def _row_rngs(seed: int, split: str, index: int):
     return np.random.default_rng(tile_seq), int(prompt_seq.generate_state(1)[0])
 
 
-def make_synthetic_row(seed: int, split: str, index: int, image_size: int = 128) -> dict:
+def make_synthetic_row(seed: int, split: str, index: int, image_size: int = 128, vocabulary=None) -> dict:
     """One dataset row (FEATURES schema) of the synthetic config."""
     rng, prompt_seed = _row_rngs(seed, split, index)
     rgb, instances, classes, present = generate_tile(rng, image_size)
@@ -317,7 +319,7 @@ def make_synthetic_row(seed: int, split: str, index: int, image_size: int = 128)
         "image": encode_image(rgb),
         "instance_map": encode_instance_map(instances),
         "class_map": encode_class_map(classes),
-        "prompt_groups": make_prompt_groups(SYNTHETIC_CATEGORIES, present, seed=prompt_seed),
+        "prompt_groups": make_prompt_groups(SYNTHETIC_CATEGORIES, present, seed=prompt_seed, vocabulary=vocabulary),
         "image_id": f"synthetic-{split}-{index:05d}",
         "source": "synthetic",
         "tissue": "synthetic",
@@ -348,9 +350,21 @@ _CARD = """# Synthetic H&E-like nuclei (pgat_hf)
 Procedurally generated tiles for offline demos and tests: pink eosin stroma with fibres and
 four nucleus categories (class ids 1..4 = neoplastic, inflammatory, connective, epithelial).
 Each row holds an RGB tile, a 16-bit instance map, an 8-bit class map and prompt groups
-(T1 all nuclei, T2 one per category; low/medium/high prompts plus held-out phrasings).
+(T1 all nuclei, T2 one per category; low/medium/high prompts plus held-out framings and, for T2,
+held-out synonyms). The vocabulary the prompts come from is saved as `prompts.yaml` beside the data.
 Rebuilt byte-identically by `python dataset_scripts/synthetic.py --out DIR` with the same args.
 """
+
+
+SETTINGS_FILE = "synthetic.json"
+PROMPTS_FILE = "prompts.yaml"
+
+
+def synthetic_settings(num_train=400, num_test=64, num_validation=0, image_size=128, seed=0, vocabulary=None) -> dict:
+    """What a synthetic config is built from; a folder whose settings differ is rebuilt."""
+    vocabulary = vocabulary or default_vocabulary()
+    return {"num_train": int(num_train), "num_test": int(num_test), "num_validation": int(num_validation),
+            "image_size": int(image_size), "seed": int(seed), "prompts_sha256": vocabulary.sha256}
 
 
 def generate_synthetic_dataset(
@@ -360,27 +374,44 @@ def generate_synthetic_dataset(
     image_size: int = 128,
     seed: int = 0,
     config_name: str = "synthetic",
+    num_validation: int = 0,
+    vocabulary=None,
 ) -> str:
-    """Build the synthetic config (splits "train" and "test") under ``out_dir``; returns the path.
+    """Build the synthetic config (splits train, test and, if asked, validation); returns the path.
 
-    Every row depends only on (seed, split, index, image_size), so the same arguments give
-    byte-identical parquet files.
+    Every row depends only on (seed, split, index, image_size, vocabulary), so the same arguments
+    give byte-identical parquet files. The settings (synthetic.json) and the vocabulary file
+    (prompts.yaml) are written beside the parquet files.
     """
     from tqdm.auto import tqdm
 
+    vocabulary = vocabulary or default_vocabulary()
+    counts = [("train", num_train), ("test", num_test)] + ([("validation", num_validation)] if num_validation else [])
     splits: dict[str, list[dict]] = {}
-    with tqdm(total=num_train + num_test, desc=f"synthetic tiles ({config_name})") as bar:
-        for split, count in (("train", num_train), ("test", num_test)):
+    with tqdm(total=sum(n for _, n in counts), desc=f"synthetic tiles ({config_name})") as bar:
+        for split, count in counts:
             splits[split] = []
             for index in range(count):
-                splits[split].append(make_synthetic_row(seed, split, index, image_size))
+                splits[split].append(make_synthetic_row(seed, split, index, image_size, vocabulary))
                 bar.update(1)
-    return write_dataset_repo(out_dir, config_name, splits, SYNTHETIC_CATEGORIES, card_text=_CARD)
+    settings = synthetic_settings(num_train, num_test, num_validation, image_size, seed, vocabulary)
+    extra = {SETTINGS_FILE: json.dumps(settings, indent=2) + "\n", PROMPTS_FILE: vocabulary.text}
+    return write_dataset_repo(out_dir, config_name, splits, SYNTHETIC_CATEGORIES, card_text=_CARD, extra_files=extra)
 
 
-def ensure_synthetic_dataset(out_dir: str | os.PathLike, **kwargs) -> str:
-    """Build the synthetic dataset unless ``out_dir`` already holds the config; returns the path."""
-    config_name = kwargs.get("config_name", "synthetic")
+def ensure_synthetic_dataset(out_dir: str | os.PathLike, config_name: str = "synthetic", **kwargs) -> str:
+    """Build the synthetic config unless ``out_dir`` holds one built with the same settings.
+
+    A folder built with other settings (tile counts, size, seed, vocabulary) is rebuilt, and the
+    reason printed, so a recipe never trains on rows it did not ask for.
+    """
+    wanted = synthetic_settings(**kwargs)
+    settings_path = Path(out_dir) / config_name / SETTINGS_FILE
     if has_config(out_dir, config_name):
-        return str(Path(out_dir))
-    return generate_synthetic_dataset(out_dir, **kwargs)
+        found = json.loads(settings_path.read_text()) if settings_path.is_file() else None
+        if found == wanted:
+            return str(Path(out_dir))
+        changed = sorted(k for k in wanted if (found or {}).get(k) != wanted[k])
+        print(f"rebuilding {Path(out_dir) / config_name}: its settings differ from the recipe's ({', '.join(changed)})",
+              flush=True)
+    return generate_synthetic_dataset(out_dir, config_name=config_name, **kwargs)

@@ -22,17 +22,18 @@ if __package__ in (None, ""):  # `accelerate launch pgat_hf/train.py` runs this 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yaml
-from datasets import load_dataset
 from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from pgat_hf.collator import PromptGroupCollator
+from pgat_hf.data import load_prompt_dataset
 from pgat_hf.evaluation import report_markdown
 from pgat_hf.backends.clipseg import build_tiny_clipseg, load_clipseg
 from pgat_hf.factory import BACKENDS, build_tiny_model, load_pretrained_model, make_segmenter
 from pgat_hf.synthetic import ensure_synthetic_dataset
 from pgat_hf.trainer import PGATTrainer
 from pgat_hf.training_args import PGATTrainingArguments
+from pgat_hf.vocabulary import load_vocabulary
 
 
 @dataclass
@@ -60,6 +61,15 @@ class ModelArguments:
                                      "4 gives the ViT 4x the tokens; measured up to 16 % slower per step (README)."}
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
+    text_side: str = field(
+        default="minilm", metadata={"help": "Tiny SAM3's text input: minilm (MiniLM's tokenizer and static token "
+                                            "vectors, frozen: reads any English word) or words (a word list fitted to "
+                                            "the prompt vocabulary, random embeddings)."}
+    )
+    tiny_text_hidden_size: int | None = field(
+        default=None, metadata={"help": "Tiny SAM3: text encoder width (default: 64 with minilm, the static table's "
+                                        "width; tiny_hidden_size with words)."}
+    )
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -74,8 +84,17 @@ class DataArguments:
     dataset_config: str = field(default="synthetic", metadata={"help": "Config (source) name inside the dataset."})
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str = field(default="test", metadata={"help": "Split for the final robustness report."})
+    validation_split: str = field(
+        default="validation", metadata={"help": "Split for evaluations during training (eval_strategy); the eval "
+                                                "split when the dataset has no such split."}
+    )
     synthetic_num_train: int = field(default=400, metadata={"help": "Synthetic tiles to generate for training."})
-    synthetic_num_test: int = field(default=64, metadata={"help": "Held-out synthetic tiles to generate."})
+    synthetic_num_test: int = field(default=64, metadata={"help": "Held-out synthetic test tiles to generate."})
+    synthetic_num_validation: int = field(default=0, metadata={"help": "Synthetic validation tiles to generate."})
+    prompts_file: str | None = field(
+        default=None, metadata={"help": "Prompt vocabulary YAML for the synthetic set (default: the shipped one, "
+                                        "pgat_hf/vocabularies/default.yaml)."}
+    )
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
     synthetic_image_size: int = field(default=128, metadata={"help": "Side of the generated synthetic tiles."})
     max_train_samples: int = field(default=0, metadata={"help": "Use at most this many training rows (0: all)."})
@@ -114,17 +133,25 @@ def parse_args(argv: list[str] | None = None):
 
 
 def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
+    """(train, validation, test) splits; validation is the test split when the dataset has none."""
     # The main process generates the embedded default if absent; the others wait, then read it.
     with training_args.main_process_first(desc="load dataset"):
         if data_args.dataset_config == "synthetic":
+            vocabulary = load_vocabulary(data_args.prompts_file) if data_args.prompts_file else None
             ensure_synthetic_dataset(data_args.dataset_path, num_train=data_args.synthetic_num_train,
-                                     num_test=data_args.synthetic_num_test, seed=data_args.synthetic_seed,
-                                     image_size=data_args.synthetic_image_size)
-        dataset = load_dataset(data_args.dataset_path, data_args.dataset_config)
-    train, evaluation = dataset[data_args.train_split], dataset[data_args.eval_split]
+                                     num_test=data_args.synthetic_num_test,
+                                     num_validation=data_args.synthetic_num_validation, seed=data_args.synthetic_seed,
+                                     image_size=data_args.synthetic_image_size, vocabulary=vocabulary)
+        dataset = load_prompt_dataset(data_args.dataset_path, data_args.dataset_config)
+    for split in (data_args.train_split, data_args.eval_split):
+        if split not in dataset:
+            raise ValueError(f"{data_args.dataset_path} ({data_args.dataset_config}) has no split {split!r}; "
+                             f"splits: {list(dataset)}")
+    train, test = dataset[data_args.train_split], dataset[data_args.eval_split]
+    validation = dataset[data_args.validation_split] if data_args.validation_split in dataset else test
     if data_args.max_train_samples:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
-    return train, evaluation
+    return train, validation, test
 
 
 def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments):
@@ -147,7 +174,8 @@ def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments
             seed=model_args.model_seed, hidden_size=model_args.tiny_hidden_size,
             image_size=model_args.tiny_image_size, vision_layers=model_args.tiny_vision_layers,
             vision_hidden_size=model_args.tiny_vision_hidden_size, patch_size=model_args.tiny_patch_size,
-            max_text_length=training_args.max_text_length,
+            max_text_length=training_args.max_text_length, text_side=model_args.text_side,
+            text_hidden_size=model_args.tiny_text_hidden_size,
         )
     segmenter = make_segmenter(model, training_args.mask_source, training_args.mask_topk)
     return segmenter, tokenizer, image_processor
@@ -156,7 +184,7 @@ def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments
 def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int) -> str:
     """Evaluate every prompt of the held-out split; write robustness_report.{json,md}; return markdown."""
     trainer.args.eval_max_images = max_images
-    trainer.evaluate(eval_dataset=dataset)
+    trainer.evaluate(eval_dataset=dataset, metric_key_prefix="test")
     result = trainer.last_robustness
     markdown = report_markdown(result["summary"], title=f"Prompt-robustness report ({len(dataset)} held-out tiles)")
     if trainer.is_world_process_zero():
@@ -194,7 +222,7 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
     argv = list(sys.argv[1:] if argv is None else argv)
     model_args, data_args, training_args = parse_args(argv)
     set_seed(training_args.seed)
-    train_dataset, eval_dataset = load_splits(data_args, training_args)
+    train_dataset, validation_dataset, eval_dataset = load_splits(data_args, training_args)
     segmenter, tokenizer, image_processor = build_model(model_args, training_args)
     collator = PromptGroupCollator(
         tokenizer=tokenizer, image_processor=image_processor, num_prompts=training_args.num_prompts,
@@ -202,7 +230,7 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
         seed=training_args.prompt_seed, max_text_length=training_args.max_text_length, augment=training_args.augment,
     )
     trainer = PGATTrainer(
-        model=segmenter, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+        model=segmenter, args=training_args, train_dataset=train_dataset, eval_dataset=validation_dataset,
         data_collator=collator, processing_class=tokenizer, image_processor=image_processor,
     )
     resume = training_args.resume_from_checkpoint
@@ -210,6 +238,7 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
         resume = get_last_checkpoint(training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
+    trainer.save_state()  # trainer_state.json at the root: the validation curve that `pgat-hf compare` plots
     markdown = write_report(trainer, training_args.output_dir, eval_dataset, data_args.report_max_images)
     if trainer.is_world_process_zero():
         write_run_files(trainer, model_args, data_args, argv)

@@ -1,11 +1,12 @@
-"""The comparison runner: real training runs in child processes, cached results, mean ± sd tables."""
+"""The comparison runner: real training runs in child processes, cached results, mean ± sd tables, and
+paired differences, plateau lines and figures read from a hand-built folder of finished runs."""
 
 import json
 
 import pytest
 import yaml
 
-from pgat_hf.compare import aggregate, main as compare_main, mapping_to_argv, run_argv, load_sweep
+from pgat_hf.compare import aggregate, load_sweep, main as compare_main, mapping_to_argv, resolve_contrasts, run_argv
 
 
 def write_sweep(tmp_path, synthetic_dir):
@@ -65,3 +66,108 @@ def test_aggregate_is_mean_and_sample_sd_over_seeds():
 def test_unknown_recipe_is_refused(tmp_path, synthetic_dir):
     with pytest.raises(SystemExit, match="unknown recipe"):
         compare_main(["--sweep", str(write_sweep(tmp_path, synthetic_dir)), "--only", "nope"])
+
+
+def write_run(folder, t2_dice, t2_std, records, curve=None, checkpoints=None):
+    """A finished run folder by hand: its robustness report and, optionally, its trainer state."""
+    folder.mkdir(parents=True)
+    summary = {"dice": {"T1": {"all": 0.9, "held_out": 0.85}, "T2": {"all": t2_dice, "held_out": t2_dice - 0.1}},
+               "robustness": {"T2": {"dice_std": t2_std, "worst_dice": t2_dice - 0.2, "pairwise_agreement": 0.8}}}
+    (folder / "robustness_report.json").write_text(json.dumps({"summary": summary, "records": records, "groups": []}))
+
+    def state(points):
+        history = [{"step": step, "loss": 1.0 / step} for step, _ in points]  # training logs, not evaluations
+        history += [{"step": step, "epoch": 1.0, "eval_dice_T2": value} for step, value in points]
+        return json.dumps({"global_step": points[-1][0], "log_history": history})
+
+    if curve is not None:
+        (folder / "trainer_state.json").write_text(state(curve))
+    for name, points in (checkpoints or {}).items():
+        (folder / name).mkdir()
+        (folder / name / "trainer_state.json").write_text(state(points))
+
+
+def fake_records(offset):
+    qualities = {"T1": ("low", "medium", "high", "held_out"),
+                 "T2": ("low", "medium", "high", "held_out", "held_out_synonym")}
+    return [{"task": task, "quality": quality, "dice": min(1.0, offset + 0.05 * i + 0.1 * j), "prompt": "p",
+             "image_id": f"img{i}"}
+            for task, names in qualities.items() for j, quality in enumerate(names) for i in range(4)]
+
+
+def test_report_only_pairs_seeds_and_writes_intervals_sentences_and_figures(tmp_path):
+    (tmp_path / "base.yaml").write_text("max_steps: 200\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "seeds": [0, 1, 2],
+                                     "runs": {"baseline": {"num_prompts": 1}, "pgat": {}}}, sort_keys=False))
+    out = tmp_path / "out"
+    # pgat − baseline per seed: T2 Dice d = [0.1, 0.05, 0.05], T2 std d = [−0.01, −0.01, −0.01]
+    write_run(out / "pgat" / "seed0", 0.9, 0.05, fake_records(0.4),
+              curve=[(50, 0.5), (100, 0.6), (150, 0.65), (200, 0.7)])
+    write_run(out / "pgat" / "seed1", 0.8, 0.06, fake_records(0.45),  # no root state: checkpoint-10 is the latest
+              checkpoints={"checkpoint-2": [(50, 0.0)],
+                           "checkpoint-10": [(50, 0.4), (100, 0.5), (150, 0.6), (200, 0.6)]})
+    write_run(out / "pgat" / "seed2", 0.85, 0.07, fake_records(0.5),
+              curve=[(50, 0.6), (100, 0.7), (150, 0.75), (200, 0.8)])
+    for seed, (t2, std) in enumerate([(0.8, 0.06), (0.75, 0.07), (0.8, 0.08)]):
+        write_run(out / "baseline" / f"seed{seed}", t2, std, fake_records(0.3),
+                  curve=[(100, 0.5), (200, 0.52 + 0.01 * seed)])
+    write_run(out / "baseline" / "seed3", 0.1, 0.5, fake_records(0.1))  # pgat has no seed 3: not paired
+
+    assert compare_main(["--sweep", str(sweep), "--out", str(out), "--report-only"]) == 0
+    document = json.loads((out / "comparison.json").read_text())
+    assert document["rows"]["baseline"]["T2 Dice"]["n"] == 4
+    assert document["rows"]["baseline"]["T2 Dice"]["mean"] == pytest.approx((0.8 + 0.75 + 0.8 + 0.1) / 4)
+    [contrast] = document["contrasts"]
+    assert (contrast["a"], contrast["b"], contrast["seeds"]) == ("pgat", "baseline", [0, 1, 2])
+    dice = contrast["metrics"]["T2 Dice"]
+    assert dice["n"] == 3
+    assert dice["mean"] == pytest.approx(0.0666667, abs=1e-6)
+    assert dice["sd"] == pytest.approx(0.0288675, abs=1e-6)
+    assert dice["half_width"] == pytest.approx(0.0717108, abs=1e-6)  # t(0.975, 2) = 4.302653
+    assert dice["low"] == pytest.approx(-0.0050441, abs=1e-6) and dice["high"] == pytest.approx(0.1383775, abs=1e-6)
+    assert dice["resolves"] is False and dice["excludes_zero"] is False
+    std = contrast["metrics"]["T2 std ↓"]
+    assert std["mean"] == pytest.approx(-0.01) and std["half_width"] == pytest.approx(0.0, abs=1e-9)
+    assert std["resolves"] is True and std["excludes_zero"] is True
+    held_out = contrast["metrics"]["T2 held-out framings"]
+    assert held_out["mean"] == pytest.approx(dice["mean"])
+    assert held_out["half_width"] == pytest.approx(dice["half_width"])
+    synonyms = contrast["metrics"]["T2 held-out synonyms"]  # neither summary has it
+    assert synonyms["n"] == 0 and synonyms["mean"] is None and synonyms["half_width"] is None
+
+    # checkpoint-10, not checkpoint-2, gives seed 1's curve: mean at step 100 is (0.6 + 0.5 + 0.7) / 3
+    curves = document["curves"]
+    assert curves["pgat"] == pytest.approx({"50": 0.5, "100": 0.6, "150": 2.0 / 3, "200": 0.7})
+    assert curves["baseline"] == pytest.approx({"100": 0.5, "200": 0.53})
+
+    markdown = (out / "comparison.md").read_text()
+    assert "| baseline | 4 |" in markdown and "| pgat | 3 |" in markdown
+    assert "## Paired differences (a − b), mean and 95% t interval over 3 seeds" in markdown
+    assert "| pgat − baseline | T2 Dice | 3 | +0.067 [−0.005, +0.138] | no (±0.072) | no |" in markdown
+    assert ("pgat − baseline, T2 Dice: +0.067 [−0.005, +0.138] over 3 seeds: the interval is too wide to resolve "
+            "a 0.02 difference (half-width 0.072).") in markdown
+    assert ("pgat − baseline, T2 std: −0.010 [−0.010, −0.010] over 3 seeds: the interval excludes 0 and resolves "
+            "0.02.") in markdown
+    assert ("pgat: validation T2 Dice 0.600 at step 100, 0.700 at the last step 200 "
+            "(change over the last half: +0.100)") in markdown
+
+    from PIL import Image
+
+    for name in ("per_prompt_dice.png", "validation_curve.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.width > 100 and image.height > 100
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left behind
+
+
+def test_contrasts_default_to_every_run_against_the_first(tmp_path):
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "runs": {"baseline": {}, "a": {}, "b": {}}},
+                                                         sort_keys=False))
+    sweep = load_sweep(tmp_path / "sweep.yaml")
+    assert resolve_contrasts(sweep, ["baseline", "a", "b"]) == [("a", "baseline"), ("b", "baseline")]
+    assert resolve_contrasts(sweep, ["a", "b"]) == [("b", "a")]  # --only without the first run
+    sweep["contrasts"] = [["a", "b"], ["b", "baseline"]]
+    assert resolve_contrasts(sweep, ["a", "b"]) == [("a", "b")]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "runs": {"a": {}}, "contrasts": [["a", "z"]]}))
+    with pytest.raises(ValueError, match="contrast"):
+        load_sweep(tmp_path / "bad.yaml")

@@ -23,7 +23,8 @@ from skimage.draw import disk
 from pgat_hf.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
 from pgat_hf.converters.tiling import tile_starts
 from pgat_hf.data import class_array, group_mask, has_config, instance_array, load_categories
-from pgat_hf.prompts import HELD_OUT, QUALITIES
+from pgat_hf.prompts import HELD_OUT, HELD_OUT_SYNONYM, QUALITIES
+from pgat_hf.vocabulary import default_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS_PER_GROUP = 2 * len(QUALITIES) + 2  # make_prompt_groups defaults: 2 per quality + 2 held out
@@ -203,8 +204,10 @@ def check_groups(row, categories):
     groups = row["prompt_groups"]
     assert [g["task"] for g in groups] == ["T1"] + ["T2"] * len(categories)
     for group in groups:
-        assert len(group["prompts"]) == PROMPTS_PER_GROUP
-        assert group["quality"].count(HELD_OUT) == 2
+        # + 2 held-out-synonym prompts for a T2 category the vocabulary lists held-out synonyms for
+        synonyms = 2 if group["task"] == "T2" and default_vocabulary().category(group["category"]).held_out else 0
+        assert len(group["prompts"]) == PROMPTS_PER_GROUP + synonyms
+        assert group["quality"].count(HELD_OUT) == 2 and group["quality"].count(HELD_OUT_SYNONYM) == synonyms
     assert np.array_equal(group_mask(groups[0], instances, classes), instances > 0)
     for index, (group, name) in enumerate(zip(groups[1:], categories), start=1):
         expected = classes == index
@@ -461,6 +464,65 @@ def test_command_line_build_validate_and_error(built, tmp_path, capsys):
     assert missing in capsys.readouterr().err
     with pytest.raises(SystemExit):
         build.main(["--source", "consep", "--out", str(tmp_path / "out3")])  # --raw required
+
+
+def user_vocabulary_file(tmp_path) -> Path:
+    """A user's vocabulary: its own T1 templates and its own synonyms for "inflammatory"."""
+    import yaml
+
+    data = yaml.safe_load(default_vocabulary().text)
+    data["templates"]["T1"]["low"] = ["every nucleus", "each nucleus", "all the nuclei"]
+    data["categories"]["inflammatory"] = {"train": ["tumour-infiltrating lymphocyte", "til"],
+                                          "held_out": ["intratumoral lymphocyte"]}
+    path = tmp_path / "my_prompts.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("source", ["pannuke", "consep", "monuseg", "cpm15", "cpm17", "cryonuseg", "histology",
+                                    "folder", "synthetic"])
+def test_build_with_a_prompts_file_works_for_every_source(built, tmp_path, source, monkeypatch):
+    build = load_build_script()
+    prompts = user_vocabulary_file(tmp_path)
+    out = tmp_path / "out"
+    argv = ["--source", source, "--out", str(out), "--prompts", str(prompts), "--tile-size", "256"]
+    if source != "synthetic":
+        argv += ["--raw", str(built["raw"] / ("my_slides" if source == "folder" else source))]
+    else:  # the synthetic source builds its default 400 + 64 tiles: keep the test small
+        import pgat_hf.synthetic as synthetic
+
+        real = synthetic.generate_synthetic_dataset
+        monkeypatch.setattr(synthetic, "generate_synthetic_dataset",
+                            lambda out_dir, **kw: real(out_dir, num_train=2, num_test=1, image_size=64, **kw))
+    assert build.main(argv) == 0
+    configs = sorted(p.parent for p in out.glob("*/prompts.yaml"))
+    assert configs and all((c / "prompts.yaml").read_text() == prompts.read_text() for c in configs)  # provenance
+    rows = [row for c in configs for f in sorted(c.glob("*.parquet")) for row in datasets.Dataset.from_parquet(str(f))]
+    assert rows
+    for row in rows:
+        t1 = row["prompt_groups"][0]
+        low = [p for p, q in zip(t1["prompts"], t1["quality"]) if q == "low"]
+        assert low and set(low) <= {"every nucleus", "each nucleus", "all the nuclei"}
+        for group in row["prompt_groups"][1:]:
+            if group["category"] == "inflammatory":
+                for prompt, quality in zip(group["prompts"], group["quality"]):
+                    wanted = "intratumoral lymphocyte" if quality == HELD_OUT_SYNONYM else ("til", "tumour-infiltrating")
+                    assert any(w in prompt for w in ([wanted] if isinstance(wanted, str) else wanted)), prompt
+
+
+def test_build_with_a_bad_prompts_file_names_file_and_entry(built, tmp_path, capsys):
+    import yaml
+
+    build = load_build_script()
+    data = yaml.safe_load(default_vocabulary().text)
+    data["templates"]["T2"]["high"][0] = "segment every nucleus"  # no {syn}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    argv = ["--source", "cpm15", "--raw", str(built["raw"] / "cpm15"), "--out", str(tmp_path / "o"), "--prompts", str(path)]
+    assert build.main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "templates.T2.high[0]" in err and "placeholder" in err
+    assert not (tmp_path / "o").exists()
 
 
 def test_push_to_hub_uploads_the_folder(built, monkeypatch):

@@ -7,6 +7,7 @@ import pytest
 from pgat_hf.prompts import (
     CATEGORY_SYNONYMS,
     HELD_OUT,
+    HELD_OUT_SYNONYM,
     QUALITIES,
     T1_TEMPLATES,
     T2_TEMPLATES,
@@ -48,7 +49,8 @@ def test_group_structure_counts_and_qualities():
         assert group["category_id"] == index + 1
         assert group["present"] is present[index]
     for group in groups:
-        assert group["quality"] == ["low"] * 3 + ["medium"] * 3 + ["high"] * 3 + [HELD_OUT] * 2
+        synonyms = [HELD_OUT_SYNONYM] * 2 if group["task"] == "T2" else []
+        assert group["quality"] == ["low"] * 3 + ["medium"] * 3 + ["high"] * 3 + [HELD_OUT] * 2 + synonyms
         assert len(group["prompts"]) == len(group["quality"])
         assert len(set(group["prompts"])) == len(group["prompts"])  # no duplicates
         for prompt in group["prompts"]:
@@ -63,10 +65,15 @@ def test_present_none_means_all_present_and_length_is_checked():
 
 
 def test_t2_prompts_name_the_category():
+    from pgat_hf.vocabulary import default_vocabulary
+
     for group in make_prompt_groups(CATEGORIES, None, seed=5)[1:]:
-        synonyms = CATEGORY_SYNONYMS[group["category"]]
-        for prompt in group["prompts"]:
+        entry = default_vocabulary().category(group["category"])
+        for prompt, quality in zip(group["prompts"], group["quality"]):
+            synonyms = entry.held_out if quality == HELD_OUT_SYNONYM else entry.train
             assert any(syn in prompt for syn in synonyms), prompt
+            if quality == HELD_OUT_SYNONYM:  # the held-out synonym alone names the category
+                assert not any(f" {syn} " in f" {prompt} " for syn in entry.train), prompt
 
 
 def test_unknown_category_uses_its_name():
@@ -91,12 +98,13 @@ def test_held_out_disjoint_from_training_prompts():
     training = training_prompts()
     for seed in range(20):
         for group in make_prompt_groups(list(CATEGORY_SYNONYMS), None, seed=seed):
-            held = [p for p, q in zip(group["prompts"], group["quality"]) if q == HELD_OUT]
-            seen = [p for p, q in zip(group["prompts"], group["quality"]) if q != HELD_OUT]
+            held = [p for p, q in zip(group["prompts"], group["quality"]) if q in (HELD_OUT, HELD_OUT_SYNONYM)]
+            seen = [p for p, q in zip(group["prompts"], group["quality"]) if q in QUALITIES]
             assert held and not set(held) & training
             assert set(seen) <= training
     for category in CATEGORY_SYNONYMS:
         assert not set(prompt_pool("T2", HELD_OUT, category)) & training
+        assert prompt_pool("T2", HELD_OUT_SYNONYM, category) and not set(prompt_pool("T2", HELD_OUT_SYNONYM, category)) & training
     assert not set(prompt_pool("T1", HELD_OUT)) & training
 
 

@@ -46,6 +46,9 @@ def test_pgat_steps_log_every_term_and_change_parameters(synthetic_splits, tmp_p
     changed = [name for name in before if not torch.equal(before[name], after[name])]
     for part in ("vision_encoder", "text_encoder", "detr_decoder", "mask_decoder"):
         assert any(name.startswith(part) for name in changed), part
+    # The static MiniLM token table stays as shipped; the text layer above it trains.
+    assert "text_encoder.text_model.embeddings.token_embedding.weight" not in changed
+    assert "text_encoder.text_model.encoder.layers.0.self_attn.q_proj.weight" in changed
     if group_mode == "ranking":
         assert all(entry["group_loss"] <= 0 for entry in logs)  # −Σ(L_i − L̄)²/τ
         assert all(entry["min_prompt_weight"] <= 1 / 3 + 1e-6 for entry in logs)

@@ -25,6 +25,7 @@ def tiny_sam3_config(
     vision_layers: int = 2,
     vision_hidden_size: int | None = None,
     text_layers: int = 1,
+    text_hidden_size: int | None = None,
     num_queries: int = 16,
     decoder_layers: int = 2,
     max_text_length: int = 32,
@@ -38,7 +39,9 @@ def tiny_sam3_config(
     hidden_size must be a multiple of 8 (SAM3 uses GroupNorm(8, D)); image_size must equal the
     size the collator feeds; initializer_range 0.05 made the category task learnable in every seed.
     vision_hidden_size widens the ViT alone (default: hidden_size); the FPN neck projects it to
-    hidden_size, so the decoder, which runs G·K times per image, keeps its cost.
+    hidden_size, so the decoder, which runs G·K times per image, keeps its cost. text_hidden_size
+    sets the CLIP text encoder's width (default: hidden_size); SAM3's text_projection maps it to
+    hidden_size, so the static text table (64 wide) feeds a 32-wide decoder.
     """
     if hidden_size % 8:
         raise ValueError(f"hidden_size must be a multiple of 8 (GroupNorm(8, D)), got {hidden_size}")
@@ -56,6 +59,11 @@ def tiny_sam3_config(
     mlp = 4 * hidden_size
     init = initializer_range
     layer = dict(hidden_size=hidden_size, num_attention_heads=heads, intermediate_size=mlp, initializer_range=init)
+    text_width = text_hidden_size or hidden_size
+    if text_width % 16 and text_width != hidden_size:
+        raise ValueError(f"text_hidden_size must be a multiple of 16 (16-wide heads), got {text_width}")
+    text_layer = dict(hidden_size=text_width, num_attention_heads=max(1, text_width // 16),
+                      intermediate_size=4 * text_width, initializer_range=init)
     vit_width = vision_hidden_size or hidden_size
     vit_layer = dict(hidden_size=vit_width, num_attention_heads=max(1, vit_width // 16), intermediate_size=4 * vit_width,
                      initializer_range=init)
@@ -85,7 +93,7 @@ def tiny_sam3_config(
             pad_token_id=pad_token_id,
             bos_token_id=bos_token_id,
             eos_token_id=eos_token_id,
-            **layer,
+            **text_layer,
         ),
         geometry_encoder_config=dict(num_layers=1, dropout=0.0, **layer),
         detr_encoder_config=dict(num_layers=1, dropout=0.0, **layer),

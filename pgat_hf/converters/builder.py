@@ -17,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data import write_dataset_repo
+from .. import synthetic
+from ..synthetic import PROMPTS_FILE
+from ..vocabulary import default_vocabulary
 from .card import BUILD_FILE, update_card
 from .readers import ConversionError
 from .registry import SOURCES
@@ -53,10 +56,14 @@ def _count(stats: dict, instances: np.ndarray, classes: np.ndarray, categories: 
 
 
 def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: float = 1.0,
-                 seed: int = 0, tile_size: int = 256, overlap: int = 0) -> dict:
-    """Convert and write one config; returns its build record (also saved as build.json)."""
+                 seed: int = 0, tile_size: int = 256, overlap: int = 0, vocabulary=None) -> dict:
+    """Convert and write one config; returns its build record (also saved as build.json).
+
+    The prompt vocabulary the groups come from is saved beside the data as prompts.yaml.
+    """
     from tqdm.auto import tqdm
 
+    vocabulary = vocabulary or default_vocabulary()
     splits, split_stats = {}, {}
     for split, images in spec.splits.items():
         chosen = select_fraction(images, train_fraction, seed) if split == "train" else images
@@ -68,7 +75,7 @@ def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: floa
                 raw.image_id, image.rgb, image.instances, image.classes, tile_size, overlap
             ):
                 rows.append(make_row(tile_id, rgb, instances, classes, spec.categories, source,
-                                     raw.tissue, spec.name, seed))
+                                     raw.tissue, spec.name, seed, vocabulary))
                 _count(stats, instances, classes, spec.categories)
         splits[split], split_stats[split] = rows, stats
     record = {
@@ -76,18 +83,21 @@ def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: floa
         "config": spec.name,
         "categories": list(spec.categories),
         "build": {"train_fraction": train_fraction, "seed": seed, "tile_size": tile_size,
-                  "overlap": overlap},
+                  "overlap": overlap, "prompts_sha256": vocabulary.sha256},
         "splits": split_stats,
     }
     text = json.dumps(record, indent=2, ensure_ascii=False) + "\n"
-    write_dataset_repo(out_dir, spec.name, splits, spec.categories, extra_files={BUILD_FILE: text})
+    write_dataset_repo(out_dir, spec.name, splits, spec.categories,
+                       extra_files={BUILD_FILE: text, PROMPTS_FILE: vocabulary.text})
     return record
 
 
 def build_source(source: str, raw_dir=None, out_dir="data/pgat", *, train_fraction: float = 1.0,
                  seed: int = 0, tile_size: int = 256, overlap: int = 0,
-                 config_name: str | None = None) -> list[str]:
+                 config_name: str | None = None, vocabulary=None) -> list[str]:
     """Build every config of ``source`` into ``out_dir``; returns the config names written.
+
+    ``vocabulary`` (a `PromptVocabulary`, default the shipped one) supplies the prompt text.
 
     Every converter finds all its files before any config is written, so a missing file never
     leaves a partial set of configs behind.
@@ -98,10 +108,8 @@ def build_source(source: str, raw_dir=None, out_dir="data/pgat", *, train_fracti
         raise ValueError(f"overlap must be in [0, tile size), got {overlap} for tile size {tile_size}")
     entry = SOURCES[source]
     if entry.convert is None:  # synthetic: generated, not converted
-        from ..synthetic import generate_synthetic_dataset
-
         name = config_name or "synthetic"
-        generate_synthetic_dataset(out_dir, seed=seed, config_name=name)
+        synthetic.generate_synthetic_dataset(out_dir, seed=seed, config_name=name, vocabulary=vocabulary)
         update_card(out_dir)
         return [name]
     if raw_dir is None or not Path(raw_dir).is_dir():
@@ -115,6 +123,6 @@ def build_source(source: str, raw_dir=None, out_dir="data/pgat", *, train_fracti
     os.makedirs(out_dir, exist_ok=True)
     for spec in specs:
         build_config(spec, source, out_dir, train_fraction=train_fraction, seed=seed,
-                     tile_size=tile_size, overlap=overlap)
+                     tile_size=tile_size, overlap=overlap, vocabulary=vocabulary)
     update_card(out_dir)
     return [spec.name for spec in specs]

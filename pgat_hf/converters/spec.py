@@ -80,14 +80,15 @@ def prompt_seed(seed: int, config: str, image_id: str) -> int:
 
 
 def make_row(tile_id: str, rgb, instances, classes, categories: list[str], source: str,
-             tissue: str, config: str, seed: int) -> dict:
+             tissue: str, config: str, seed: int, vocabulary=None) -> dict:
     """One dataset row (pgat_hf.data.FEATURES): a T1 group and one T2 group per category."""
     present = [bool((classes == index + 1).any()) for index in range(len(categories))]
     return {
         "image": encode_image(rgb),
         "instance_map": encode_instance_map(instances),
         "class_map": encode_class_map(classes),
-        "prompt_groups": make_prompt_groups(categories, present, seed=prompt_seed(seed, config, tile_id)),
+        "prompt_groups": make_prompt_groups(categories, present, seed=prompt_seed(seed, config, tile_id),
+                                            vocabulary=vocabulary),
         "image_id": tile_id,
         "source": source,
         "tissue": tissue,

@@ -1,0 +1,1 @@
+"""Model-side building blocks: the pretrained static text side of the embedded model."""

