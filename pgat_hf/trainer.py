@@ -208,6 +208,14 @@ class PGATTrainer(Trainer):
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
+def add_embedding_noise(module: torch.nn.Embedding, inputs, output: torch.Tensor, relative_std: float):
+    """Forward hook: token embeddings [N, L, D] + N(0, (relative_std · RMS of the table)²), in training mode only."""
+    if not module.training:
+        return output
+    scale = relative_std * module.weight.detach().pow(2).mean().sqrt()
+    return output + torch.randn_like(output) * scale
+
+
 def prepare_segmenter(segmenter, args) -> None:
     """Apply what the arguments ask of the model before Trainer builds its optimizer.
 
@@ -224,6 +232,14 @@ def prepare_segmenter(segmenter, args) -> None:
     if getattr(args, "freeze_text_encoder", False):
         for parameter in segmenter.backend.text_encoder.parameters():
             parameter.requires_grad_(False)
+    if getattr(args, "text_embedding_noise", 0.0) and not getattr(segmenter, "_text_noise_hook", None):
+        text_encoder = segmenter.backend.text_encoder
+        if not hasattr(text_encoder, "get_input_embeddings"):
+            raise ValueError(f"text_embedding_noise needs a text encoder with token embeddings; "
+                             f"{type(text_encoder).__name__} has none")
+        embedding = text_encoder.get_input_embeddings()
+        segmenter._text_noise_hook = embedding.register_forward_hook(
+            functools.partial(add_embedding_noise, relative_std=args.text_embedding_noise))
     if not hasattr(segmenter, "activation_checkpointing_enable"):
         # Trainer calls model.activation_checkpointing_enable(...) when args.activation_checkpointing.
         segmenter.activation_checkpointing_enable = functools.partial(enable_activation_checkpointing, segmenter)

@@ -1,7 +1,15 @@
-"""Shared fixtures: everything offline, tiny and built in-process."""
+"""Shared fixtures: everything offline, tiny and built in-process.
+
+Every cache a test run writes (datasets, Hub, matplotlib) lives in a fresh temporary folder, so a
+suite never reads what an earlier run left behind; child processes inherit the same folders.
+"""
 
 import os
+import tempfile
 
+_CACHE_ROOT = tempfile.mkdtemp(prefix="pgat-test-caches-")
+for _name, _sub in (("HF_HOME", "hf"), ("HF_DATASETS_CACHE", "datasets"), ("MPLCONFIGDIR", "matplotlib")):
+    os.environ[_name] = os.path.join(_CACHE_ROOT, _sub)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,9 +29,9 @@ def synthetic_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_splits(synthetic_dir):
-    from datasets import load_dataset
+    from pgat_hf.data import load_prompt_dataset
 
-    return load_dataset(synthetic_dir, "synthetic")
+    return load_prompt_dataset(synthetic_dir, "synthetic")
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_shared_encoding_equals_separate_forwards(tokenizer):
         shared = segmenter(pixel_values, input_ids, attention_mask)
         separate = segmenter.forward_separately(pixel_values, input_ids, attention_mask)
     assert shared.mask_logits.shape == (2, 2, 3, 64, 64)  # logits at the input size
-    torch.testing.assert_close(shared.mask_logits, separate.mask_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared.mask_logits, separate.mask_logits, atol=1e-4, rtol=1e-4)
     assert torch.equal(shared.presence_logits, torch.full((2, 2, 3), ALWAYS_PRESENT_LOGIT))
     assert torch.equal(separate.presence_logits, shared.presence_logits)
     # Different prompts and different images must differ, or the equality above would prove nothing.

@@ -56,9 +56,13 @@ def test_protocol_records_every_prompt(checkpoints, synthetic_splits):
     assert t1 and all(set(INSTANCE_METRIC_NAMES) <= set(r) for r in t1)
     assert not any("aji" in r for r in result["records"] if r["task"] == "T2")
     summary = result["summary"]
-    assert set(summary["dice"]["T1"]) == {"all", *QUALITY_ORDER}
+    assert set(summary["dice"]["T1"]) == {"all", "low", "medium", "high", "held_out"}  # T1 has no synonyms
+    assert set(summary["dice"]["T2"]) == {"all", *QUALITY_ORDER}
+    held = [r["dice"] for r in result["records"] if r["task"] == "T2" and r["quality"] == "held_out_synonym"]
+    assert summary["dice"]["T2"]["held_out_synonym"] == pytest.approx(sum(held) / len(held))
     assert set(summary["by_source"]) == {"synthetic"}
-    assert {"dice_T1", "dice_T2_held_out", "dice_std_T2", "aji_T1", "pq_T1", "f1_T1"} <= set(flat_metrics(summary))
+    assert {"dice_T1", "dice_T2_held_out", "dice_T2_held_out_synonym", "dice_std_T2", "aji_T1", "pq_T1",
+            "f1_T1"} <= set(flat_metrics(summary))
 
 
 def test_eval_cli_tables_json_and_plots(checkpoints, synthetic_dir, tmp_path):
