@@ -47,7 +47,7 @@ class BenchConfig:
 
 
 CONFIGS = {
-    # The embedded default (DESIGN.md §6).
+    # The embedded default (docs/design.md §6).
     "tiny": BenchConfig("tiny"),
     # Vision-heavy like SAM3 (ViT 1024-wide x 32 layers vs a 256-wide decoder): ViT 256-wide x 8
     # layers on 32x32 tokens against a 32-wide decoder.

@@ -11,7 +11,7 @@ COMMANDS = {
     "train": ("pgat_hf.train", "train a checkpoint (same flags as pgat_hf/train.py, incl. --config)"),
     "eval": ("pgat_hf.eval_cli", "per-prompt robustness evaluation of one or more models"),
     "bench": ("pgat_hf.bench", "step-time benchmark: shared encoding vs repeated / separate forwards"),
-    "compare": ("pgat_hf.compare", "train recipes x seeds from one start and tabulate mean ± sd (cached runs)"),
+    "compare": ("pgat_hf.compare", "train recipes x seeds from one start; paired differences with 95% intervals (cached runs)"),
     "card": ("pgat_hf.model_card", "(re)generate the model card of a training output folder"),
     "push": ("pgat_hf.push", "upload a checkpoint folder with its card and plots to the Hub"),
 }

@@ -32,7 +32,7 @@ def augment_arrays(rng: np.random.Generator, image: np.ndarray, masks: np.ndarra
 
 @dataclass
 class PromptGroupCollator:
-    """Turns dataset rows (DESIGN.md §3) into one PGAT batch.
+    """Turns dataset rows (docs/design.md §3) into one PGAT batch.
 
     Output: pixel_values [B, 3, S, S]; input_ids, attention_mask [B, G, K, L];
     target_masks [B, G, S, S] (0/1 float); present [B, G]; resampled_groups [] (how many

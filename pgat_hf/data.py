@@ -1,4 +1,4 @@
-"""Dataset schema (DESIGN.md §3): Features, row validation, mask derivation and repo writing.
+"""Dataset schema (docs/design.md §3): Features, row validation, mask derivation and repo writing.
 
 One row is one image tile:
 

@@ -24,7 +24,7 @@ STATIC_TEXT_SIDE = "minilm-static"  # config.pgat_text_side of a checkpoint with
 
 def build_tiny_model(seed: int = 0, hidden_size: int = 32, image_size: int = 128, max_text_length: int = 32,
                      text_side: str = "minilm", text_hidden_size: int | None = None, **config_overrides):
-    """Random-init tiny SAM3 and its tokenizer (DESIGN.md §6).
+    """Random-init tiny SAM3 and its tokenizer (docs/design.md §6).
 
     text_side "minilm": MiniLM's WordPiece tokenizer and its static token vectors, frozen, in the
     text encoder's token embedding (`models.text_side`; text width default 64, the table's).

@@ -1,4 +1,4 @@
-"""Image and mask preprocessing without torchvision (its registry wheel breaks here, DESIGN.md §5).
+"""Image and mask preprocessing without torchvision (its registry wheel breaks here, docs/design.md §5).
 
 The saved `preprocessor_config.json` uses the keys of transformers' Sam3ImageProcessor, so a user
 with a working torchvision can also load it with `AutoImageProcessor`.

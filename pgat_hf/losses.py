@@ -1,4 +1,4 @@
-"""Pure loss functions and the PGAT objective (DESIGN.md sections 1 and 4).
+"""Pure loss functions and the PGAT objective (docs/design.md sections 1 and 4).
 
 Every function is a small, stateless torch function in the style of SAM2's
 ``training/loss_fns.py``: tensors in, tensors out, shapes in the docstring. Shape notation:
@@ -111,7 +111,7 @@ def bce_loss(
         targets: ``[..., H, W]`` binary ground truth.
         pos_weight: optional scalar weight of positive pixels
             (``-pos_weight * t * log p - (1 - t) * log(1 - p)``); the demo uses 3 so that
-            short runs do not collapse to empty masks (DESIGN.md section 6).
+            short runs do not collapse to empty masks (docs/design.md section 6).
 
     Returns:
         ``[...]``: mean over ``H, W``.
@@ -215,7 +215,7 @@ def group_loss(seg_losses: torch.Tensor, tau: float = 1.0, mode: str = "ranking"
     With ``w = softmax(-L/tau)`` over K, ``q = -L`` (detached) and ``q~ = q - mean(q)``:
     ``L_group = -sum_i q~_i * log w_i``.
 
-    Modes (the paper's formula is ambiguous; DESIGN.md section 1):
+    Modes (the paper's formula is ambiguous; docs/design.md section 1):
         - ``"ranking"``: q~ detached, ``log w`` carries the gradient. The value is
           ``-sum_i (L_i - Lbar)**2 / tau`` and ``dL_group/dL_k = -(L_k - Lbar)/tau``.
         - ``"detached"``: the formula as printed, everything detached: same value as

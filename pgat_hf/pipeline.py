@@ -15,6 +15,7 @@ it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import numpy as np
@@ -34,6 +35,24 @@ from .sam3_ops import (
 )
 
 TASK = "text-guided-nuclei-segmentation"
+logger = logging.getLogger(__name__)
+
+
+def prompt_warnings(tokenizer, prompts: list[str], max_length: int) -> list[str]:
+    """What the tokenizer changes about a prompt that the user should know: one line per prompt.
+
+    A prompt longer than `max_length` tokens (special tokens included) is cut; a prompt made only
+    of unknown tokens reaches the model as `[UNK]`s, which carry no meaning.
+    """
+    notes = []
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    for prompt, ids in zip(prompts, tokenizer(prompts, truncation=False, verbose=False)["input_ids"]):
+        if len(ids) > max_length:
+            notes.append(f"prompt {prompt!r} has {len(ids)} tokens; the model reads the first {max_length}")
+        words = [i for i in ids if i not in special]
+        if tokenizer.unk_token_id is not None and words and all(i == tokenizer.unk_token_id for i in words):
+            notes.append(f"prompt {prompt!r} is made only of tokens the tokenizer does not know: its mask is a guess")
+    return notes
 
 
 def load_image(image) -> Image.Image:
@@ -132,8 +151,11 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         rgb = load_image(image)
         single = isinstance(prompts, str)
         prompts = check_prompts(prompts)
-        tokens = self.tokenizer(prompts, padding="max_length", truncation=True,
-                                max_length=int(self.settings["max_text_length"]), return_tensors="pt")
+        max_length = int(self.settings["max_text_length"])
+        for note in prompt_warnings(self.tokenizer, prompts, max_length):
+            logger.warning(note)
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=max_length,
+                                return_tensors="pt")
         pixel_values = preprocess_image(rgb, self.preprocessing["size"], self.preprocessing["mean"],
                                         self.preprocessing["std"])[None]
         return {"pixel_values": pixel_values, "input_ids": tokens["input_ids"],

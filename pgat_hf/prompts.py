@@ -1,7 +1,7 @@
 """The seeded prompt-group generator over a prompt vocabulary (`pgat_hf.vocabulary`).
 
 A *prompt group* is a set of prompts that mean the same segmentation target and so share one
-ground-truth mask (DESIGN.md §1, §3). Two tasks, following the paper's Table 3:
+ground-truth mask (docs/design.md §1, §3). Two tasks, following the paper's Table 3:
 
 - T1: all nuclei in the tile (``category == "nuclei"``, ``category_id == 0``).
 - T2: the nuclei of one category (``category_id`` = 1-based index into the config's category list).

@@ -84,7 +84,7 @@ def decode_prompts(model, vision_features: Sam3VisionEncoderOutput, input_ids: t
     """N prompts against N (already repeated) image features.
 
     input_ids, attention_mask [N, L] -> mask_logits [N, h, w], presence_logits [N].
-    `text_embeds` must be the whole get_text_features output, not a tensor (DESIGN.md §5).
+    `text_embeds` must be the whole get_text_features output, not a tensor (docs/design.md §5).
     """
     text_embeds = model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
     outputs = model(vision_embeds=vision_features, text_embeds=text_embeds, attention_mask=attention_mask)

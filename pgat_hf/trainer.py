@@ -58,7 +58,7 @@ class PGATTrainer(Trainer):
             prepare_segmenter(model, args)
         super().__init__(model, args, *more, **kwargs)
         # The loss is a mean over prompts, not a token sum: Trainer must not rescale it (and DDP
-        # would double the logged loss otherwise, DESIGN.md §5).
+        # would double the logged loss otherwise, docs/design.md §5).
         self.model_accepts_loss_kwargs = False
         self.image_processor = image_processor or getattr(self.data_collator, "image_processor", None)
         self._pgat_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}

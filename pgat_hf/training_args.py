@@ -26,7 +26,7 @@ def inference_settings_from_args(args: dict) -> dict:
 
 @dataclass
 class PGATTrainingArguments(TrainingArguments):
-    """K prompts of G groups per image; L = mean L_seg + λ·L_group + β·L_cons (DESIGN.md §1).
+    """K prompts of G groups per image; L = mean L_seg + λ·L_group + β·L_cons (docs/design.md §1).
 
     K=1 with λ=β=0 is plain fine-tuning, so the baseline comes from the same trainer.
     """
@@ -34,7 +34,7 @@ class PGATTrainingArguments(TrainingArguments):
     num_prompts: int = field(default=3, metadata={"help": "K: prompts sampled from each prompt group per image."})
     groups_per_image: int = field(
         default=3,
-        metadata={"help": "G: prompt groups per image per step; G>1 makes the model read the text (DESIGN.md §6)."},
+        metadata={"help": "G: prompt groups per image per step; G>1 makes the model read the text (docs/design.md §6)."},
     )
     lambda_group: float = field(default=1.0, metadata={"help": "λ: weight of the quality-guided group loss."})
     beta_consistency: float = field(default=0.1, metadata={"help": "β: weight of the logit consistency loss."})

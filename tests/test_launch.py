@@ -61,7 +61,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, on
     into the full-batch mean, and grad clipping sees the reduced gradient: the weights agree up to
     float32 reduction order. Tolerance: atol 1e-5, while training moved the weights by > 1e-3.
     """
-    # `--cpu --num_processes 2` silently runs one process (DESIGN.md §5); --multi_gpu starts two.
+    # `--cpu --num_processes 2` silently runs one process (docs/design.md §5); --multi_gpu starts two.
     out, _ = launch(tmp_path, ["--config_file", str(REPO / "accelerate_configs" / "cpu_2proc.yaml")],
                     ["--per_device_train_batch_size", "2"])
     assert epochs_logged(out) == [0.5, 1.0]  # global batch 4: two processes really ran

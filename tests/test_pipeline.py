@@ -188,3 +188,17 @@ def test_checkpoint_post_processing_is_the_pipelines_and_the_evaluators_default(
         expected_mask = want if score >= gate else np.zeros_like(want)
         np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, expected_mask)
         np.testing.assert_array_equal(mask, expected_mask)
+
+
+def test_truncated_and_unknown_prompts_are_named_in_a_warning(seg, tile, caplog):
+    long_prompt = "segment " + " ".join(["every inflammatory nucleus"] * 20)
+    with caplog.at_level("WARNING", logger="pgat_hf.pipeline"):
+        results = seg(tile, prompts=["all nuclei", long_prompt, "細胞核"])
+    messages = [r.getMessage() for r in caplog.records if r.name == "pgat_hf.pipeline"]
+    assert len(results) == 3 and len(messages) == 2
+    assert repr(long_prompt) in messages[0] and "has 63 tokens; the model reads the first 32" in messages[0]
+    assert "'細胞核' is made only of tokens the tokenizer does not know" in messages[1]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pgat_hf.pipeline"):
+        seg(tile, prompts=["lymphoid nuclei", "noyaux"])  # unseen words, all known WordPiece tokens
+    assert not [r for r in caplog.records if r.name == "pgat_hf.pipeline"]

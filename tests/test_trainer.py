@@ -99,7 +99,7 @@ def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
 
 
 def test_short_training_run_learns_t1(synthetic_splits, tmp_path):
-    """DESIGN.md §6 CI budget: hidden 16, 300 steps, K=1 reaches T1 Dice ~0.9 in ~25 s."""
+    """docs/design.md §6 CI budget: hidden 16, 300 steps, K=1 reaches T1 Dice ~0.9 in ~25 s."""
     trainer = make_trainer(synthetic_splits, tmp_path, max_steps=300, num_prompts=1, lambda_group=0.0,
                            beta_consistency=0.0, warmup_steps=15, lr_scheduler_type="cosine",
                            logging_steps=50, weight_decay=0.01, max_grad_norm=1.0)

@@ -176,7 +176,7 @@ def load_clipseg(name_or_path: str, dtype: torch.dtype | None = None):
     """A CLIPSegForImageSegmentation checkpoint (folder or Hub id, e.g. CIDAS/clipseg-rd64-refined).
 
     Returns (model, tokenizer, image_processor); the image processor is a `NucleiImageProcessor`
-    (square resize + normalisation, no torchvision, DESIGN.md §5) with the checkpoint's own size,
+    (square resize + normalisation, no torchvision, docs/design.md §5) with the checkpoint's own size,
     mean and std, falling back to CLIP's mean/std at 352 px.
     """
     model = CLIPSegForImageSegmentation.from_pretrained(name_or_path, dtype=dtype)

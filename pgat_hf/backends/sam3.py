@@ -2,7 +2,7 @@
 
 transformers' `Sam3Model.forward(vision_embeds=...)` reuses precomputed image features, but the
 feature fields do not broadcast: every one of them must be repeated to the number of prompts
-(DESIGN.md §5). The operations live in `pgat_hf.sam3_ops`, shared with the pipeline; this module
+(docs/design.md §5). The operations live in `pgat_hf.sam3_ops`, shared with the pipeline; this module
 holds the tiny config and the backend object the segmenter and trainer use.
 """
 
@@ -34,7 +34,7 @@ def tiny_sam3_config(
     bos_token_id: int = 1,
     eos_token_id: int = 2,
 ) -> Sam3Config:
-    """A SAM3-architecture config small enough to train on a laptop CPU (DESIGN.md §6).
+    """A SAM3-architecture config small enough to train on a laptop CPU (docs/design.md §6).
 
     hidden_size must be a multiple of 8 (SAM3 uses GroupNorm(8, D)); image_size must equal the
     size the collator feeds; initializer_range 0.05 made the category task learnable in every seed.

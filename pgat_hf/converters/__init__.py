@@ -1,4 +1,4 @@
-"""Raw nuclei datasets → prompt-group dataset configs (DESIGN.md §3), one converter per source.
+"""Raw nuclei datasets → prompt-group dataset configs (docs/design.md §3), one converter per source.
 
     from pgat_hf.converters import build_source, validate_dataset_folder
     build_source("consep", raw_dir="CoNSeP", out_dir="data/pgat", train_fraction=0.1, seed=0)

@@ -1,6 +1,6 @@
 """Generic sources: anyone's "images + instance masks" folder, and the paper's Histology set.
 
-``folder`` layout (DESIGN.md §4), one split or several:
+``folder`` layout (docs/design.md §4), one split or several:
 
     DIR/images/<stem>.<png|tif|jpg|...>      RGB, grey or 16-bit images (wide ranges stretched)
     DIR/masks/<stem>.<png|tif|mat|npy>       instance ids, 0 = background (same stem)
