@@ -207,6 +207,34 @@ def validate_row(row: dict, index: int) -> None:
 # ------------------------------------------------------------------------------------------
 # Writing / reading a dataset folder
 # ------------------------------------------------------------------------------------------
+def validate_training_rows(dataset, tasks=("T1", "T2"), where: str = "train split") -> None:
+    """Check every row before training reads it (once, at load): the schema checks of
+    `validate_row`, non-empty prompt strings, and at least one training-quality prompt in every
+    group of the trained tasks. The first bad row stops with an error naming it and the problem.
+    """
+    from tqdm.auto import tqdm
+
+    from .prompts import QUALITIES
+
+    for index in tqdm(range(len(dataset)), desc=f"checking {where}", leave=False, disable=len(dataset) < 2000):
+        row = dataset[index]
+        try:
+            validate_row(row, index)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from None
+        name = f"{where}: row {index} (image_id={row.get('image_id')!r})"
+        groups = [g for g in row["prompt_groups"] if g["task"] in tasks]
+        if not groups:
+            raise ValueError(f"{name}: no prompt group of tasks {list(tasks)}")
+        for g, group in enumerate(row["prompt_groups"]):
+            for prompt in group["prompts"]:
+                if not isinstance(prompt, str) or not prompt.strip():
+                    raise ValueError(f"{name}: prompt group {g} has an empty prompt {prompt!r}")
+            if group["task"] in tasks and not any(q in QUALITIES for q in group["quality"]):
+                raise ValueError(f"{name}: prompt group {g} ({group['task']} {group['category']!r}) has no "
+                                 f"training prompt (only {sorted(set(group['quality']))})")
+
+
 def _split_file(split: str) -> str:
     return f"{split}-00000-of-00001.parquet"
 

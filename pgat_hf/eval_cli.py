@@ -20,6 +20,7 @@ import sys
 
 from tqdm.auto import tqdm
 
+from .atomic import write_json_atomic, write_text_atomic
 from .evaluation import QUALITY_ORDER, STAT_NAMES, evaluate_robustness, qualitative_examples, summarize
 from .metrics import INSTANCE_METRIC_NAMES
 
@@ -252,12 +253,10 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
     markdown = render_markdown(results)
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
-        files["markdown"] = os.path.join(out_dir, "eval_report.md")
-        with open(files["markdown"], "w") as handle:
-            handle.write(markdown)
-        files["records"] = os.path.join(out_dir, "records.jsonl")
-        with open(files["records"], "w") as handle:
-            handle.writelines(json.dumps(_json_safe(r)) + "\n" for r in all_records)
+        # Every file is written whole (temporary name, then rename), the report last: an
+        # eval_report.md on disk means the evaluation and all its files finished.
+        files["records"] = write_text_atomic(os.path.join(out_dir, "records.jsonl"),
+                                             "".join(json.dumps(_json_safe(r)) + "\n" for r in all_records))
         dice_by_model = {label: m["overall"]["dice"] for label, m in results["models"].items()}
         files["dice_by_quality_plot"] = dice_by_quality(
             dice_by_model, os.path.join(out_dir, "dice_by_quality.png"),
@@ -268,10 +267,12 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
                 title=f"{label}: one prompt per quality level ({configs[0]}, {split})")
         json_path = json_path or os.path.join(out_dir, "eval_results.json")
     if json_path:
-        os.makedirs(os.path.dirname(os.path.abspath(json_path)), exist_ok=True)
-        with open(json_path, "w") as handle:
-            json.dump(_json_safe({**results, "files": files}), handle, indent=1, allow_nan=False)
         files["json"] = json_path
+        if out_dir:
+            files["markdown"] = os.path.join(out_dir, "eval_report.md")
+        write_json_atomic(json_path, _json_safe({**results, "files": files}), allow_nan=False)
+    if out_dir:
+        write_text_atomic(files["markdown"], markdown)
     return {**results, "markdown": markdown, "files": files}
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from safetensors import safe_open
 
+from .atomic import write_text_atomic
 from .evaluation import report_markdown
 from .sam3_ops import INFERENCE_DEFAULTS
 
@@ -219,8 +220,7 @@ def write_model_card(model_dir: str | os.PathLike, repo_id: str | None = None, o
     """Render and save the card (default: MODEL_DIR/README.md); returns the path."""
     card = render_model_card(model_dir, repo_id=repo_id, template_path=template_path)
     path = out or os.path.join(model_dir, "README.md")
-    card.save(path)
-    return path
+    return write_text_atomic(path, str(card))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import textwrap
-import uuid
 from pathlib import Path
 
 import matplotlib
@@ -14,6 +13,8 @@ matplotlib.use("Agg")  # files only; no display on servers or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+
+from .atomic import save_figure_atomic  # noqa: E402
 
 QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held_out": "held-out framings",
                   "held_out_synonym": "held-out synonyms"}
@@ -51,8 +52,7 @@ def dice_by_quality(dice_by_model: dict[str, dict[str, dict[str, float]]], path:
     fig.suptitle(title)
     legend_rows = -(-len(models) // 4)
     fig.tight_layout(rect=(0, 0.04 + 0.05 * legend_rows, 1, 1))  # room for the legend below the panels
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure_atomic(fig, path, dpi=120)
     return path
 
 
@@ -93,8 +93,7 @@ def qualitative_grid(examples: list[dict], path: str, title: str = "") -> str:
             axis.set_yticks([])
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure_atomic(fig, path, dpi=110)
     return path
 
 
@@ -104,19 +103,8 @@ PROMPT_QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held
 
 
 def save_figure_atomically(fig, path) -> str:
-    """Save to a temporary file beside `path` (same suffix), then rename it over `path`; closes the figure.
-
-    A reader never sees a half-written image, and a crash mid-save leaves the old file in place.
-    """
-    target = Path(path)
-    temporary = target.with_name(f".{target.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{target.suffix}")
-    try:
-        fig.savefig(temporary, dpi=120)
-        os.replace(temporary, target)
-    finally:
-        plt.close(fig)
-        temporary.unlink(missing_ok=True)
-    return str(path)
+    """Save through a temporary file beside `path`, then rename it over `path`; closes the figure."""
+    return save_figure_atomic(fig, path, dpi=120)
 
 
 def per_prompt_dice_distributions(records_by_recipe: dict[str, list[dict]], path, title: str = "") -> str:

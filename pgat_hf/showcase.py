@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from skimage.segmentation import find_boundaries
 
+from .atomic import save_figure_atomic
+
 FIGURE_NAME = "he_tile_pipeline.png"
 DEFAULT_PROMPTS = (
     "all cells",  # T1, low
@@ -25,6 +27,7 @@ DEFAULT_PROMPTS = (
     "segment all nuclei in the image with tight boundaries and exclude the surrounding cytoplasm",  # T1, high
     "outline all nuclear profiles in the specimen",  # T1, held-out phrasing
     "segment all lymphocyte nuclei",  # T2 inflammatory
+    "highlight the lymphoid nuclei",  # T2 inflammatory, a held-out synonym in a held-out framing
 )
 
 
@@ -80,6 +83,4 @@ def render_he_figure(model_dir: str, out_path: str | None = None, prompts=DEFAUL
         axis.axis("off")
     figure.tight_layout()
     out_path = out_path or os.path.join(model_dir, FIGURE_NAME)
-    figure.savefig(out_path, dpi=80)
-    plt.close(figure)
-    return out_path
+    return save_figure_atomic(figure, out_path, dpi=80)

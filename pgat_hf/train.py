@@ -7,7 +7,8 @@ the recipe. With no --model_name_or_path a tiny SAM3-architecture model is built
 weights (the embedded default); with --model_name_or_path facebook/sam3 the real model is tuned.
 LoRA: --use_peft true [--lora_target vision,detr_decoder] (saved merged into a stock checkpoint
 unless --lora_save_merged false). Other launchers: accelerate_configs/*.yaml (DDP, FSDP, DeepSpeed).
-Resume: --resume_from_checkpoint DIR, or `last` for the newest checkpoint in --output_dir.
+Resume: --resume_from_checkpoint DIR, or `last` / `auto` for the newest complete checkpoint in
+--output_dir (a folder whose writing a kill interrupted is removed, never resumed).
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ if __package__ in (None, ""):  # `accelerate launch pgat_hf/train.py` runs this 
 
 import yaml
 from transformers import HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from pgat_hf.atomic import write_json_atomic, write_text_atomic
+from pgat_hf.checkpoints import resolve_resume
 from pgat_hf.collator import PromptGroupCollator
-from pgat_hf.data import load_prompt_dataset
+from pgat_hf.data import load_prompt_dataset, validate_training_rows
 from pgat_hf.evaluation import report_markdown
 from pgat_hf.backends.clipseg import build_tiny_clipseg, load_clipseg
 from pgat_hf.factory import BACKENDS, build_tiny_model, load_pretrained_model, make_segmenter
@@ -151,6 +153,7 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
     validation = dataset[data_args.validation_split] if data_args.validation_split in dataset else test
     if data_args.max_train_samples:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
+    validate_training_rows(train, tuple(training_args.tasks), where=f"{data_args.dataset_path} {data_args.train_split}")
     return train, validation, test
 
 
@@ -188,10 +191,8 @@ def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int
     result = trainer.last_robustness
     markdown = report_markdown(result["summary"], title=f"Prompt-robustness report ({len(dataset)} held-out tiles)")
     if trainer.is_world_process_zero():
-        with open(os.path.join(output_dir, "robustness_report.json"), "w") as handle:
-            json.dump(result, handle, indent=1)
-        with open(os.path.join(output_dir, "robustness_report.md"), "w") as handle:
-            handle.write(markdown)
+        write_json_atomic(os.path.join(output_dir, "robustness_report.json"), result)
+        write_text_atomic(os.path.join(output_dir, "robustness_report.md"), markdown)
     return markdown
 
 
@@ -210,8 +211,7 @@ def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]
         "global_steps": trainer.state.global_step,
         "command": "accelerate launch pgat_hf/train.py " + " ".join(shlex.quote(a) for a in argv),
     }
-    with open(os.path.join(output_dir, "pgat_run.json"), "w") as handle:
-        json.dump(run, handle, indent=2)
+    write_json_atomic(os.path.join(output_dir, "pgat_run.json"), run, indent=2)
     summary = trainer.last_robustness["summary"]
     dice_by_quality({os.path.basename(os.path.normpath(output_dir)): summary["dice"]},
                     os.path.join(output_dir, "dice_by_quality.png"))
@@ -233,9 +233,8 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
         model=segmenter, args=training_args, train_dataset=train_dataset, eval_dataset=validation_dataset,
         data_collator=collator, processing_class=tokenizer, image_processor=image_processor,
     )
-    resume = training_args.resume_from_checkpoint
-    if resume in ("auto", "last", "true", "True"):
-        resume = get_last_checkpoint(training_args.output_dir)
+    with training_args.main_process_first(desc="find the checkpoint to resume"):  # one process removes, all read
+        resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json at the root: the validation curve that `pgat-hf compare` plots

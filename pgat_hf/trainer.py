@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
+from .checkpoints import write_complete_marker
 from .evaluation import evaluate_robustness, flat_metrics
 from .lora import ADAPTER_SUBFOLDER, apply_lora, is_peft_model, lora_scaling, merge_lora_state_dict
 from .losses import pgat_objective, segmentation_loss
@@ -136,6 +137,14 @@ class PGATTrainer(Trainer):
 
     def inference_settings(self) -> dict:
         return inference_settings_from_args(vars(self.args))
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """Trainer's checkpoint, then the completion marker once every process has written its part."""
+        super()._save_checkpoint(model, trial)
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            write_complete_marker(folder, self.state.global_step)
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save the stock model (safetensors), tokenizer and preprocessing config; no pickles.

@@ -1,0 +1,119 @@
+"""Kills at five moments of a training run, three of them inside a checkpoint write: resuming with
+`last` always finds a complete checkpoint and reaches the uninterrupted run's weights."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from test_trainer import make_trainer
+
+from pgat_hf.checkpoints import COMPLETE_MARKER, resolve_resume
+
+TESTS = Path(__file__).resolve().parent
+
+# The child trains 8 steps with a checkpoint every 4 and SIGKILLs itself at one moment of step 8's
+# checkpoint (or at step 6, between checkpoints). Each moment patches the method that runs then.
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from transformers import Trainer, TrainerCallback
+    import pgat_hf.trainer as trainer_module
+    from pgat_hf.data import load_prompt_dataset
+    from test_trainer import make_trainer
+
+    MOMENT = {moment!r}
+
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def kill_at_step_8(name, module, after=False):
+        original = getattr(module, name)
+        def patched(self, *args, **kwargs):
+            if self.state.global_step == 8 and not after:
+                die()
+            result = original(self, *args, **kwargs)
+            if self.state.global_step == 8 and after:
+                die()
+            return result
+        setattr(module, name, patched)
+
+    if MOMENT == "after_weights":          # weights written, nothing else
+        kill_at_step_8("_save_optimizer_and_scheduler", Trainer)
+    elif MOMENT == "after_optimizer":      # weights + optimizer, no RNG state or trainer_state.json
+        kill_at_step_8("_save_rng_state", Trainer)
+    elif MOMENT == "before_marker":        # every file but the completion marker
+        original = trainer_module.write_complete_marker
+        def patched(folder, step):
+            if step == 8:
+                die()
+            original(folder, step)
+        trainer_module.write_complete_marker = patched
+    elif MOMENT == "mid_weights":          # inside the weights file: a truncated model.safetensors
+        import transformers.modeling_utils as modeling_utils
+        original = modeling_utils.safe_save_file  # what save_pretrained writes the weights with
+        def truncated(tensors, filename, metadata=None):
+            if "checkpoint-8" in str(filename):
+                with open(filename, "wb") as handle:
+                    handle.write(b"half a file")
+                die()
+            return original(tensors, filename, metadata=metadata)
+        modeling_utils.safe_save_file = truncated
+
+    class KillBetweenCheckpoints(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if MOMENT == "between_checkpoints" and state.global_step == 6:
+                die()
+
+    trainer = make_trainer(load_prompt_dataset({data!r}, "synthetic"), {out!r}, max_steps=8,
+                           save_strategy="steps", save_steps=4)
+    trainer.add_callback(KillBetweenCheckpoints())
+    trainer.train()
+""")
+
+MOMENTS = ["between_checkpoints", "mid_weights", "after_weights", "after_optimizer", "before_marker"]
+
+
+@pytest.fixture(scope="module")
+def straight_weights(synthetic_splits, tmp_path_factory):
+    trainer = make_trainer(synthetic_splits, tmp_path_factory.mktemp("straight"), max_steps=8, save_strategy="no")
+    trainer.train()
+    return trainer.model.model.state_dict()
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
+        moment, synthetic_dir, synthetic_splits, straight_weights, tmp_path):
+    out = tmp_path / "run"
+    script = CHILD.format(tests=str(TESTS), moment=moment, data=synthetic_dir, out=str(out))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    assert (out / "checkpoint-4" / COMPLETE_MARKER).is_file()
+    assert not (out / "checkpoint-8" / COMPLETE_MARKER).exists()
+    if moment != "between_checkpoints":
+        assert (out / "checkpoint-8").is_dir()  # the half-written folder a plain `last` would have picked
+
+    resume = resolve_resume("last", out)
+    assert resume == str(out / "checkpoint-4") and not (out / "checkpoint-8").exists()
+    resumed = make_trainer(synthetic_splits, out, max_steps=8, save_strategy="no")
+    resumed.train(resume_from_checkpoint=resume)
+    assert resumed.state.global_step == 8
+    actual = resumed.model.model.state_dict()
+    for name, expected in straight_weights.items():
+        torch.testing.assert_close(actual[name], expected, atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_an_explicit_incomplete_checkpoint_is_refused(tmp_path):
+    folder = tmp_path / "checkpoint-3"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(ValueError, match="checkpoint-3: the checkpoint is incomplete"):
+        resolve_resume(str(folder), tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        resolve_resume(str(tmp_path / "nope"), tmp_path)
+    assert resolve_resume("auto", tmp_path / "never-trained") is None
