@@ -36,8 +36,15 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
 
 
 def _missing_folder(name: str) -> bool:
-    """True for a name that can only be a local path and does not exist."""
-    return not os.path.exists(os.path.expanduser(name)) and not _HUB_ID.fullmatch(name)
+    """True for a name that means a local path that does not exist (then the Hub is never asked).
+
+    That is any name that cannot be a Hub id, and an `org/name` whose `org` is a local folder
+    (`outputs/nope` when `outputs/` exists): a typo in a local path fails at once.
+    """
+    path = os.path.expanduser(name)
+    if os.path.exists(path):
+        return False
+    return not _HUB_ID.fullmatch(name) or os.path.isdir(name.split("/")[0])
 
 
 def load_model(name: str):
@@ -204,14 +211,14 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
 
     Returns the results dict written to JSON, plus "markdown" (the report) and "files" (paths).
     """
-    from datasets import load_dataset
+    from .data import load_prompt_dataset
 
     from .plots import dice_by_quality, qualitative_grid
 
     if not models:
         raise EvalError("pass at least one --model")
     configs = resolve_configs(dataset, configs, split)
-    splits = {config: load_dataset(dataset, config, split=split) for config in configs}
+    splits = {config: load_prompt_dataset(dataset, config, split=split) for config in configs}
     labels = model_labels(models)
     results = {"dataset": dataset, "split": split, "configs": configs, "max_images": max_images,
                "zero_shot_configs": list(zero_shot) if zero_shot is not None else None, "models": {}}

@@ -29,6 +29,7 @@ from transformers.utils import cached_file
 from .sam3_ops import (
     INFERENCE_DEFAULTS,
     decode_prompts,
+    intensities_to_uint8,
     mask_to_instances,
     preprocess_image,
     repeat_vision_features,
@@ -56,7 +57,12 @@ def prompt_warnings(tokenizer, prompts: list[str], max_length: int) -> list[str]
 
 
 def load_image(image) -> Image.Image:
-    """PIL image, path or HxW / HxWx3 / HxWx4 uint8 array -> RGB PIL image; clear errors otherwise."""
+    """PIL image, path or HxW / HxWx1 / HxWx3 / HxWx4 array -> RGB PIL image; clear errors otherwise.
+
+    Accepts what `build.py` accepts, converted the same way (`sam3_ops.intensities_to_uint8`):
+    8-bit images as they are, 16/32-bit or float grey images (fluorescence TIFFs) min-max
+    stretched to 8 bits, grey repeated to RGB.
+    """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.isfile(path):
@@ -67,17 +73,22 @@ def load_image(image) -> Image.Image:
                 image = opened.copy()
         except (OSError, SyntaxError) as error:
             raise ValueError(f"cannot read image {path}: {error}") from error
-    elif isinstance(image, np.ndarray):
+    if isinstance(image, Image.Image) and image.mode not in ("RGB", "RGBA", "L", "P", "CMYK", "YCbCr", "LA"):
+        if image.mode == "1":
+            raise ValueError("image mode '1' is a binary mask, not an image; pass an H&E tile")
+        image = np.asarray(image)  # 16/32-bit integer or float grey: converted as build.py does
+    if isinstance(image, np.ndarray):
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-            raise ValueError(f"image array must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
-        if image.dtype != np.uint8:
-            raise ValueError(f"image array must be uint8 (0..255), got {image.dtype}")
-        image = Image.fromarray(image.squeeze(-1) if image.ndim == 3 and image.shape[2] == 1 else image)
+            raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+            raise ValueError(f"image array must hold integer or float intensities, got {image.dtype}")
+        if not np.isfinite(image).all():
+            raise ValueError("image array holds NaN or infinite values")
+        array = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        image = Image.fromarray(np.ascontiguousarray(intensities_to_uint8(array)))
     if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL image, a path or a uint8 array, got {type(image).__name__}")
-    if image.mode not in ("RGB", "RGBA", "L", "P", "CMYK", "YCbCr"):
-        # 16-bit / float / binary images are label maps or measurements, not stained tissue.
-        raise ValueError(f"image mode {image.mode!r} is not a colour or grey image; pass an RGB H&E tile")
+        raise TypeError(f"image must be a PIL image, a path or an array, got {type(image).__name__}")
     return image.convert("RGB")
 
 
@@ -175,11 +186,11 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
                 self.settings["mask_source"], int(self.settings["mask_topk"]))
             logits.append(chunk_logits.float())
             presence.append(chunk_presence.float())
-        width, height = model_inputs["image_size"]
-        mask_logits = F.interpolate(torch.cat(logits)[:, None], size=(height, width), mode="bilinear",
-                                    align_corners=False)[:, 0]  # [P, H, W] at the input size
-        return {"probabilities": mask_logits.sigmoid().cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
-                "prompts": model_inputs["prompts"], "single": model_inputs["single"]}
+        # Logits stay at the model's resolution [P, h, w]; postprocess upsamples one prompt at a
+        # time, so memory grows with the prompt count at h·w, not at the image's size.
+        return {"logits": torch.cat(logits).cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
+                "image_size": model_inputs["image_size"], "prompts": model_inputs["prompts"],
+                "single": model_inputs["single"]}
 
     def postprocess(self, model_outputs, threshold=None, presence_threshold=None, min_instance_area=None):
         threshold = float(self.settings["threshold"] if threshold is None else threshold)
@@ -188,8 +199,11 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         if min_instance_area is None:
             min_instance_area = int(self.settings["min_area"])
         results = []
-        for prompt, probability, score in zip(model_outputs["prompts"], model_outputs["probabilities"].numpy(),
-                                              model_outputs["presence"].numpy()):
+        width, height = model_outputs["image_size"]
+        for prompt, logits, score in zip(model_outputs["prompts"], model_outputs["logits"],
+                                         model_outputs["presence"].numpy()):
+            probability = F.interpolate(logits[None, None], size=(height, width), mode="bilinear",
+                                        align_corners=False)[0, 0].sigmoid().numpy()  # [H, W] at the input size
             mask = probability > threshold
             if score < presence_threshold:
                 mask[:] = False

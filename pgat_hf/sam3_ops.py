@@ -26,6 +26,20 @@ INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_lengt
                       "min_area": 0, "presence_threshold": 0.0}
 
 
+def intensities_to_uint8(array: np.ndarray) -> np.ndarray:
+    """Integer/float intensities -> uint8, as `build.py` converts images: 8-bit data is kept, 0..255
+    floats are cast, wider data is min-max stretched (fluorescence TIFFs are 16-bit with a small
+    used range)."""
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float64)
+    if array.size and 0.0 <= array.min() and array.max() <= 255.0 and np.all(array == np.round(array)):
+        return array.astype(np.uint8)  # e.g. PanNuke's float64 images holding 0..255
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+    return np.round(scaled).astype(np.uint8)
+
+
 def normalize_image(image: Image.Image, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:
     """RGB PIL image -> [3, size, size] float32 numpy: square resize, (x/255 - mean) / std.
 

@@ -137,3 +137,19 @@ def test_pgat_hf_eval_command(checkpoints, synthetic_dir, tmp_path):
     assert "## Table 1: Dice per source" in completed.stdout
     assert json.loads((tmp_path / "custom.json").read_text())["models"]["baseline"]["overall"]["num_images"] == 1
     assert (tmp_path / "dice_by_quality.png").is_file()
+
+
+def test_a_missing_local_path_that_looks_like_a_hub_id_fails_without_the_hub(synthetic_dir, tmp_path, monkeypatch,
+                                                                            capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "outputs").mkdir()
+    assert eval_cli._missing_folder("outputs/nope") and not eval_cli._missing_folder("some-org/some-model")
+    import huggingface_hub
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError("the Hub was asked about a local path")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+    argv = ["--model", "outputs/nope", "--dataset", synthetic_dir, "--out", str(tmp_path / "e"), "--no-progress"]
+    assert eval_cli.main(argv) == 2
+    assert "model not found: no folder 'outputs/nope'" in capsys.readouterr().err

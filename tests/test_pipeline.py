@@ -129,10 +129,12 @@ def test_bad_images_raise_clear_errors(seg, tmp_path):
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
     with pytest.raises(ValueError, match="corrupt.png"):
         seg(str(corrupt), prompts="all nuclei")
-    with pytest.raises(ValueError, match="mode"):
-        seg(Image.fromarray(np.zeros((32, 32), np.uint16)), prompts="all nuclei")  # a 16-bit label map
-    with pytest.raises(ValueError, match="uint8"):
-        seg(np.zeros((32, 32, 3), np.float32), prompts="all nuclei")
+    with pytest.raises(ValueError, match="binary mask"):
+        seg(Image.new("1", (32, 32)), prompts="all nuclei")
+    with pytest.raises(ValueError, match="NaN"):
+        seg(np.full((32, 32, 3), np.nan, np.float32), prompts="all nuclei")
+    with pytest.raises(ValueError, match="integer or float"):
+        seg(np.zeros((32, 32, 3), bool), prompts="all nuclei")
     with pytest.raises(ValueError, match="shape"):
         seg(np.zeros((4, 32, 32, 3), np.uint8), prompts="all nuclei")
     with pytest.raises(TypeError, match="PIL image"):
@@ -202,3 +204,36 @@ def test_truncated_and_unknown_prompts_are_named_in_a_warning(seg, tile, caplog)
     with caplog.at_level("WARNING", logger="pgat_hf.pipeline"):
         seg(tile, prompts=["lymphoid nuclei", "noyaux"])  # unseen words, all known WordPiece tokens
     assert not [r for r in caplog.records if r.name == "pgat_hf.pipeline"]
+
+
+def test_sixteen_bit_grey_images_are_converted_as_build_py_converts_them(seg, tmp_path):
+    from pgat_hf.converters.readers import read_rgb
+
+    grey = (np.random.default_rng(0).random((48, 40)) * 3000 + 500).astype(np.uint16)  # fluorescence-like range
+    path = tmp_path / "fluorescence.tif"
+    Image.fromarray(grey).save(path)
+    as_built = read_rgb(path)  # what build.py stores for this file
+    assert as_built.dtype == np.uint8 and as_built.min() == 0 and as_built.max() == 255
+    from_path = seg(str(path), prompts="all nuclei")
+    from_array = seg(grey, prompts="all nuclei")
+    reference = seg(Image.fromarray(as_built), prompts="all nuclei")
+    for result in (from_path, from_array):
+        assert result["mask"].size == (40, 48)
+        np.testing.assert_array_equal(np.asarray(result["mask"]), np.asarray(reference["mask"]))
+        assert result["score"] == pytest.approx(reference["score"])
+
+
+def test_many_prompts_keep_logits_at_the_model_resolution(seg):
+    image = Image.new("RGB", (600, 400), (200, 120, 180))
+    prompts = [f"nuclei number {i}" for i in range(20)]
+    import torch
+
+    inputs = seg.preprocess(image, prompts=prompts)
+    with torch.no_grad():  # as Pipeline.forward runs it
+        outputs = seg._forward(inputs, prompt_batch_size=8)
+    size = seg.model.config.vision_config.backbone_config.image_size
+    # [P, h, w] at the mask decoder's resolution, not [P, 400, 600]: memory is P·h·w plus one
+    # full-size prompt at a time in postprocess.
+    assert tuple(outputs["logits"].shape) == (20, size // 2, size // 2)
+    results = seg.postprocess(outputs)
+    assert len(results) == 20 and all(r["mask"].size == (600, 400) for r in results)

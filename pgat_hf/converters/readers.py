@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..sam3_ops import intensities_to_uint8
 from skimage.segmentation import relabel_sequential
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -42,17 +44,7 @@ def require_file(path: Path, what: str) -> Path:
 # ------------------------------------------------------------------------------------------
 # Images
 # ------------------------------------------------------------------------------------------
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Integer/float intensities → uint8. 8-bit data is kept; wider data is min-max stretched
-    (fluorescence TIFFs are 16-bit with a small used range)."""
-    if array.dtype == np.uint8:
-        return array
-    array = array.astype(np.float64)
-    if array.size and 0.0 <= array.min() and array.max() <= 255.0 and np.all(array == np.round(array)):
-        return array.astype(np.uint8)  # e.g. PanNuke's float64 images holding 0..255
-    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-    scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-    return np.round(scaled).astype(np.uint8)
+_to_uint8 = intensities_to_uint8  # one conversion for build.py and the pipeline
 
 
 def as_rgb(array: np.ndarray, path) -> np.ndarray:
