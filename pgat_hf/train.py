@@ -23,6 +23,7 @@ if __package__ in (None, ""):  # `accelerate launch pgat_hf/train.py` runs this 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import yaml
+from datasets import concatenate_datasets
 from transformers import HfArgumentParser, set_seed
 
 from pgat_hf.atomic import write_json_atomic, write_text_atomic
@@ -60,7 +61,7 @@ class ModelArguments:
     )
     tiny_patch_size: int = field(
         default=8, metadata={"help": "Tiny SAM3: ViT patch size, 8 or 4. The decoder stays at image/2 either way; "
-                                     "4 gives the ViT 4x the tokens; measured up to 16 % slower per step (README)."}
+                                     "4 gives the ViT 4x the tokens and costs up to 16 percent more per step (docs/experiments.md)."}
     )
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
     text_side: str = field(
@@ -83,7 +84,10 @@ class DataArguments:
     dataset_path: str = field(
         default="data/pgat-synthetic", metadata={"help": "Dataset folder or Hub repo in the pgat_hf schema."}
     )
-    dataset_config: str = field(default="synthetic", metadata={"help": "Config (source) name inside the dataset."})
+    dataset_config: str = field(
+        default="synthetic", metadata={"help": "Config (source) name inside the dataset; a comma list (pannuke,consep) "
+                                               "trains on their splits together."}
+    )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str = field(default="test", metadata={"help": "Split for the final robustness report."})
     validation_split: str = field(
@@ -116,21 +120,40 @@ def mapping_to_argv(mapping: dict) -> list[str]:
     return argv
 
 
-def recipe_to_argv(path: str) -> list[str]:
-    """YAML recipe -> ['--key', 'value', ...] so that later command-line flags win."""
+def make_parser() -> HfArgumentParser:
+    # allow_abbrev=False: `--num_prompt 2` is an error, not silently `--num_prompts 2`.
+    return HfArgumentParser((ModelArguments, DataArguments, PGATTrainingArguments), allow_abbrev=False)
+
+
+def known_keys(parser: HfArgumentParser) -> set[str]:
+    return {action.dest for action in parser._actions if action.option_strings}
+
+
+def recipe_to_argv(path: str, known: set[str] | None = None) -> list[str]:
+    """YAML recipe -> ['--key', 'value', ...] so that later command-line flags win.
+
+    A key that is no argument stops with an error naming the file and the closest argument.
+    """
+    import difflib
+
     with open(path) as handle:
         recipe = yaml.safe_load(handle) or {}
     if not isinstance(recipe, dict):
         raise ValueError(f"recipe {path} must be a YAML mapping of argument names to values")
+    for key in recipe if known is not None else ():
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"{path}: unknown recipe key {key!r}{hint}")
     return mapping_to_argv(recipe)
 
 
 def parse_args(argv: list[str] | None = None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    parser = make_parser()
     if "--config" in argv:
         at = argv.index("--config")
-        argv = recipe_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2:]
-    parser = HfArgumentParser((ModelArguments, DataArguments, PGATTrainingArguments))
+        argv = recipe_to_argv(argv[at + 1], known_keys(parser)) + argv[:at] + argv[at + 2:]
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -144,13 +167,17 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
                                      num_test=data_args.synthetic_num_test,
                                      num_validation=data_args.synthetic_num_validation, seed=data_args.synthetic_seed,
                                      image_size=data_args.synthetic_image_size, vocabulary=vocabulary)
-        dataset = load_prompt_dataset(data_args.dataset_path, data_args.dataset_config)
-    for split in (data_args.train_split, data_args.eval_split):
-        if split not in dataset:
-            raise ValueError(f"{data_args.dataset_path} ({data_args.dataset_config}) has no split {split!r}; "
-                             f"splits: {list(dataset)}")
-    train, test = dataset[data_args.train_split], dataset[data_args.eval_split]
-    validation = dataset[data_args.validation_split] if data_args.validation_split in dataset else test
+        configs = [c.strip() for c in data_args.dataset_config.split(",") if c.strip()]
+        loaded = {config: load_prompt_dataset(data_args.dataset_path, config) for config in configs}
+    for config, dataset in loaded.items():
+        for split in (data_args.train_split, data_args.eval_split):
+            if split not in dataset:
+                raise ValueError(f"{data_args.dataset_path} ({config}) has no split {split!r}; splits: {list(dataset)}")
+    train = concatenate_datasets([d[data_args.train_split] for d in loaded.values()])
+    test = concatenate_datasets([d[data_args.eval_split] for d in loaded.values()])
+    # Each config's own validation split, or its test split where it has none.
+    validation = concatenate_datasets([d[data_args.validation_split] if data_args.validation_split in d
+                                       else d[data_args.eval_split] for d in loaded.values()])
     if data_args.max_train_samples:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
     validate_training_rows(train, tuple(training_args.tasks), where=f"{data_args.dataset_path} {data_args.train_split}")
@@ -206,7 +233,8 @@ def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]
     run = {
         "model_name_or_path": model_args.model_name_or_path, "backend": model_args.backend,
         "dataset_path": data_args.dataset_path, "dataset_config": data_args.dataset_config,
-        "dataset_configs": [data_args.dataset_config], "train_split": data_args.train_split,
+        "dataset_configs": [c.strip() for c in data_args.dataset_config.split(",") if c.strip()],
+        "train_split": data_args.train_split,
         "eval_split": data_args.eval_split, "train_rows": len(trainer.train_dataset),
         "global_steps": trainer.state.global_step,
         "command": "accelerate launch pgat_hf/train.py " + " ".join(shlex.quote(a) for a in argv),

@@ -40,8 +40,10 @@ class PGATTrainingArguments(TrainingArguments):
     beta_consistency: float = field(default=0.1, metadata={"help": "β: weight of the logit consistency loss."})
     tau: float = field(default=1.0, metadata={"help": "τ: temperature of the group-loss softmax over −L_seg."})
     group_loss_mode: str = field(
-        default="ranking",
-        metadata={"help": "ranking (gradient through log w), detached (paper as printed: logged only), softmin."},
+        default="softmin",
+        metadata={"help": "softmin (stop-grad softmax weights on L_seg, always positive: trains stably), ranking "
+                          "(gradient through log w; diverged at lambda 1 on the tiny model, docs/method.md), "
+                          "detached (the paper as printed: value logged, no gradient)."},
     )
     consistency_mode: str = field(
         default="reference",

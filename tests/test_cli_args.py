@@ -1,0 +1,43 @@
+"""Recipes and flags: misspelt keys are errors naming the file; several configs train together."""
+
+import pytest
+import yaml
+
+from pgat_hf.synthetic import generate_synthetic_dataset
+from pgat_hf.train import DataArguments, load_splits, parse_args
+from pgat_hf.training_args import PGATTrainingArguments
+
+
+def test_misspelt_recipe_key_names_the_file_and_the_closest_key(tmp_path):
+    recipe = tmp_path / "my_recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"num_prompt": 2, "max_steps": 5}))
+    with pytest.raises(ValueError, match=r"my_recipe.yaml: unknown recipe key 'num_prompt'; did you mean 'num_prompts'\?"):
+        parse_args(["--config", str(recipe)])
+
+
+def test_flags_are_not_prefix_matched(tmp_path):
+    with pytest.raises(ValueError, match="not used by the HfArgumentParser: \\['--num_prompt', '2'\\]"):
+        parse_args(["--num_prompt", "2", "--output_dir", str(tmp_path)])
+    _, _, args = parse_args(["--num_prompts", "2", "--output_dir", str(tmp_path)])
+    assert args.num_prompts == 2
+
+
+def test_the_defaults_and_every_shipped_recipe_use_the_stable_group_loss(tmp_path):
+    from pathlib import Path
+
+    assert PGATTrainingArguments(output_dir=str(tmp_path)).group_loss_mode == "softmin"
+    for recipe in (Path(__file__).parents[1] / "pgat_hf" / "recipes").glob("*.yaml"):
+        data = yaml.safe_load(recipe.read_text())
+        if "group_loss_mode" in data:  # sweep files hold runs, not a top-level mode
+            assert data["group_loss_mode"] == "softmin", recipe.name
+
+
+def test_a_comma_list_of_configs_trains_on_their_splits_together(tmp_path):
+    data = tmp_path / "data"
+    generate_synthetic_dataset(data, num_train=3, num_test=1, num_validation=2, image_size=32, config_name="a")
+    generate_synthetic_dataset(data, num_train=4, num_test=2, image_size=32, seed=1, config_name="b")
+    args = PGATTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
+    train, validation, test = load_splits(DataArguments(dataset_path=str(data), dataset_config="a,b"), args)
+    assert (len(train), len(validation), len(test)) == (7, 2 + 2, 3)  # b has no validation split: its test
+    with pytest.raises(FileNotFoundError, match="lists no config 'c'"):
+        load_splits(DataArguments(dataset_path=str(data), dataset_config="a,c"), args)
