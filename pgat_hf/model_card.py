@@ -1,4 +1,4 @@
-"""Render a training output folder's model card (README.md) from model_card/template.md.
+"""Render a training output folder's model card (README.md) from pgat_hf/templates/model_card.md.
 
     pgat-hf card --model outputs/pgat-demo [--repo-id ORG/NAME] [--out PATH] [--he-figure]
 
@@ -21,7 +21,7 @@ from .atomic import write_text_atomic
 from .evaluation import report_markdown
 from .sam3_ops import INFERENCE_DEFAULTS
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "model_card" / "template.md"
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"  # package data: ships in the wheel
 SAM_LICENCE = ("other", "sam-license", "https://huggingface.co/facebook/sam3/blob/main/LICENSE")
 QUALITY_NAMES = {"all": "training-phrasing", "held_out": "held-out framing", "held_out_synonym": "held-out synonym"}
 HYPERPARAMETERS = (  # (label, key in pgat_training_args.json)
