@@ -153,7 +153,7 @@ def render_markdown(results: dict) -> str:
     lines += ["", "## Table 4: Dice per prompt quality (all sources)", ""]
     rows = [[label, task] + [_cell(m["overall"]["dice"].get(task, {}).get(q)) for q in QUALITY_ORDER]
             for label, m in models.items() for task in tasks]
-    lines += _table(["model", "task", "low", "medium", "high", "held-out"], rows)
+    lines += _table(["model", "task", "low", "medium", "high", "held-out framings", "held-out synonyms"], rows)
 
     zero_shot = results.get("zero_shot_configs")
     lines += ["", "## Table 5: zero-shot Dice per dataset", ""]
@@ -161,13 +161,15 @@ def render_markdown(results: dict) -> str:
         lines += ["--zero-shot was not given, so every evaluated config is listed; (seen) marks a config that "
                   "a checkpoint's pgat_run.json names as training data.", ""]
     shown = configs if zero_shot is None else [c for c in configs if c in zero_shot]
-    header = ["model"] + [f"{c} {t}" for c in shown for t in tasks] + [f"{c} held-out" for c in shown]
+    header = (["model"] + [f"{c} {t}" for c in shown for t in tasks] + [f"{c} held-out framings" for c in shown]
+              + [f"{c} held-out synonyms" for c in shown])
     rows = []
     for label, m in models.items():
         seen = m.get("trained_on") or []
         mark = {c: " (seen)" if c in seen else "" for c in shown}
         row = [label] + [_cell(m["by_config"][c]["dice"].get(t, {}).get("all")) + mark[c] for c in shown for t in tasks]
         row += [_cell(m["by_config"][c].get("held_out_dice")) + mark[c] for c in shown]
+        row += [_cell(m["by_config"][c].get("held_out_synonym_dice")) + mark[c] for c in shown]
         rows.append(row)
     lines += _table(header, rows) if shown else ["(no evaluated config is in --zero-shot)"]
 
@@ -237,8 +239,9 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
             for item in result["records"] + result["groups"]:
                 item["source"] = config  # a config is a source; rows may spell it differently
             by_config[config] = summarize(result["records"], result["groups"])
-            held_out = [r["dice"] for r in result["records"] if r["quality"] == "held_out"]
-            by_config[config]["held_out_dice"] = sum(held_out) / len(held_out) if held_out else None  # both tasks
+            for quality in ("held_out", "held_out_synonym"):  # held-out framings (both tasks), synonyms (T2)
+                held = [r["dice"] for r in result["records"] if r["quality"] == quality]
+                by_config[config][f"{quality}_dice"] = sum(held) / len(held) if held else None
             records += result["records"]
             groups += result["groups"]
             bar.update(1)

@@ -88,10 +88,13 @@ def test_eval_cli_tables_json_and_plots(checkpoints, synthetic_dir, tmp_path):
     table1 = markdown_table(markdown, "Table 1")
     assert table1[0] == ["model", "synthetic T1", "synthetic T2"] and [r[0] for r in table1[1:]] == ["baseline", "pgat"]
     table4 = markdown_table(markdown, "Table 4")
-    assert table4[0] == ["model", "task", "low", "medium", "high", "held-out"] and len(table4) == 1 + 2 * 2
+    assert table4[0] == ["model", "task", "low", "medium", "high", "held-out framings", "held-out synonyms"]
+    assert len(table4) == 1 + 2 * 2 and all(len(row) == 7 for row in table4)
+    assert table4[1][6] == "–" and float(table4[2][6]) >= 0  # T1 has no synonyms; T2 does
     assert len(markdown_table(markdown, "Table 2")) == 1 + 2 * 2
     table5 = markdown_table(markdown, "Table 5")
-    assert table5[0] == ["model", "synthetic T1", "synthetic T2", "synthetic held-out"] and len(table5) == 3
+    assert table5[0] == ["model", "synthetic T1", "synthetic T2", "synthetic held-out framings",
+                         "synthetic held-out synonyms"] and len(table5) == 3
     instance = markdown_table(markdown, "Instance")
     assert instance[0][:2] == ["model", "source"] and len(instance) == 3
     float(table1[1][1]), float(instance[1][2])  # real numbers, not placeholders

@@ -117,3 +117,105 @@ def test_an_explicit_incomplete_checkpoint_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         resolve_resume(str(tmp_path / "nope"), tmp_path)
     assert resolve_resume("auto", tmp_path / "never-trained") is None
+
+
+# ------------------------------------------------------------------------------------------
+# Evaluation and dataset builds killed part-way
+# ------------------------------------------------------------------------------------------
+EVAL_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import pgat_hf.eval_cli as eval_cli
+    import pgat_hf.atomic as atomic
+
+    MOMENT = {moment!r}
+    def die():
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if MOMENT == "mid_evaluation":
+        original = eval_cli.evaluate_robustness
+        def patched(*args, **kwargs):
+            result = original(*args, **kwargs)
+            die()
+        eval_cli.evaluate_robustness = patched
+    else:
+        original_write = atomic.write_text_atomic
+        calls = []
+        def patched_write(path, text):
+            calls.append(path)
+            if MOMENT == "mid_records" and str(path).endswith("records.jsonl"):
+                # as if the kill came halfway through writing the file's bytes
+                from pathlib import Path
+                tmp = Path(path).with_name(".records.partial.jsonl.tmp")
+                tmp.write_text(text[: len(text) // 2])
+                die()
+            if MOMENT == "before_report" and str(path).endswith("eval_report.md"):
+                die()
+            return original_write(path, text)
+        eval_cli.write_text_atomic = patched_write
+    sys.exit(eval_cli.main({argv!r}))
+""")
+
+
+@pytest.mark.parametrize("moment", ["mid_evaluation", "mid_records", "before_report"])
+def test_killed_evaluation_leaves_no_report_that_claims_it_finished(moment, trained_checkpoint, synthetic_dir,
+                                                                      tmp_path):
+    import json
+
+    from PIL import Image
+
+    out = tmp_path / "eval"
+    argv = ["--model", str(trained_checkpoint[0]), "--dataset", synthetic_dir, "--max-images", "2", "--grid-tiles", "1",
+            "--out", str(out), "--no-progress"]
+    child = subprocess.run([sys.executable, "-c", EVAL_CHILD.format(moment=moment, argv=argv)],
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    assert not (out / "eval_report.md").exists()  # written last: its presence means the run finished
+    visible = [p for p in out.iterdir() if not p.name.startswith(".")] if out.exists() else []
+    for path in visible:  # whatever is visible is whole
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".jsonl":
+            lines = path.read_text().splitlines()
+            assert lines and all(json.loads(line) for line in lines)
+        elif path.suffix == ".png":
+            Image.open(path).verify()
+    # Rerun to the end: every file, the report last.
+    assert subprocess.run([sys.executable, "-m", "pgat_hf.eval_cli", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          capture_output=True, text=True, timeout=600).returncode == 0
+    results = json.loads((out / "eval_results.json").read_text())
+    records = (out / "records.jsonl").read_text().splitlines()
+    assert len(records) == sum(m["overall"]["num_prompts_evaluated"] for m in results["models"].values())
+    assert (out / "eval_report.md").is_file()
+
+
+BUILD_CHILD = textwrap.dedent("""
+    import os, signal
+    import datasets
+    from pgat_hf.synthetic import generate_synthetic_dataset
+
+    original = datasets.Dataset.to_parquet
+    calls = []
+    def patched(self, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the train split is written, the test split is being written
+            open(path, "wb").write(b"PAR1 half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, path, *args, **kwargs)
+    datasets.Dataset.to_parquet = patched
+    generate_synthetic_dataset({out!r}, num_train=3, num_test=2, image_size=32)
+""")
+
+
+def test_killed_dataset_build_leaves_no_config_that_looks_complete(tmp_path):
+    from pgat_hf.data import has_config, load_prompt_dataset
+    from pgat_hf.synthetic import ensure_synthetic_dataset
+
+    out = tmp_path / "data"
+    child = subprocess.run([sys.executable, "-c", BUILD_CHILD.format(out=str(out))], capture_output=True, text=True,
+                           timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    assert not has_config(out, "synthetic") and not (out / "synthetic").exists()
+    assert not (out / "README.md").exists()
+    ensure_synthetic_dataset(out, num_train=3, num_test=2, image_size=32)  # a rerun builds it whole
+    splits = load_prompt_dataset(out, "synthetic")
+    assert (len(splits["train"]), len(splits["test"])) == (3, 2)
