@@ -134,7 +134,8 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
     card_data = ModelCardData(
         model_name=name, base_model=base_model, license=licence, license_name=licence_name,
         license_link=licence_link, library_name="transformers", pipeline_tag="image-segmentation",
-        tags=["pgat", "nuclei-segmentation", "histopathology", "sam3", "text-guided-segmentation"],
+        tags=["pgat", "nuclei-segmentation", "histopathology", "clipseg" if config.get("model_type") == "clipseg" else "sam3",
+              "text-guided-segmentation"],
         datasets=[dataset_path] if "/" in str(dataset_path) and not os.path.exists(dataset_path) else None,
         metrics=["dice"], eval_results=eval_results(report, str(dataset_path), dataset_config) if report else None,
     )
@@ -145,9 +146,14 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
                            + tables.replace("## ", "### "))
     else:
         evaluation_text = "No robustness_report.json in the folder: run `pgat-hf eval` and regenerate the card."
-    mask_source_text = ("SAM3's `semantic_seg` head" if inference["mask_source"] == "semantic" else
-                        f"the pixel-wise max over the top-{inference['mask_topk']} query masks ranked by score")
-    vision = config["vision_config"]["backbone_config"]
+    clipseg = config.get("model_type") == "clipseg"
+    if clipseg:  # CLIPSeg: one logit map per prompt from its decoder, no mask source to choose
+        mask_source_text = "CLIPSeg's decoder output (one logit map per prompt)"
+        vision = config["vision_config"]
+    else:
+        mask_source_text = ("SAM3's `semantic_seg` head" if inference["mask_source"] == "semantic" else
+                            f"the pixel-wise max over the top-{inference['mask_topk']} query masks ranked by score")
+        vision = config["vision_config"]["backbone_config"]
     train_command = run.get("command") or "accelerate launch pgat_hf/train.py --config pgat_hf/recipes/demo.yaml"
     card = ModelCard.from_template(
         card_data, template_path=str(template), repo_id=repo_id or f"<your-org>/{name}", model_name=name,
@@ -157,7 +163,8 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         image_std=tuple(preprocessing.get("image_std", (0.5,) * 3)), mask_source_text=mask_source_text,
         threshold=inference["threshold"],
         postprocessing_text=postprocessing_text(inference),
-        tokenizer_text="word-level, trained on the prompt vocabulary" if not base_model else "the base model's",
+        tokenizer_text=tokenizer_text(config, base_model), model_class=(
+            "CLIPSegForImageSegmentation" if clipseg else "Sam3Model"),
         dataset_text=f"`{dataset_path}` (configs: {', '.join(sources)}), prompt groups in the pgat_hf schema.",
         hyperparameters=card_hyperparameters(args),
         train_command=train_command, evaluation_text=evaluation_text,
@@ -166,6 +173,15 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
         licence_text=licence_text,
     )
     return card
+
+
+def tokenizer_text(config: dict, base_model: str | None) -> str:
+    if base_model:
+        return "the base model's"
+    if config.get("pgat_text_side") == "minilm-static":
+        return ("all-MiniLM-L6-v2's WordPiece tokenizer (30,522 tokens: any English prompt, no `[UNK]`); the token "
+                "embedding holds frozen static vectors distilled from MiniLM (pgat_hf docs/design.md §10.1)")
+    return "word-level, trained on the prompt vocabulary (words outside it are `<unk>`)"
 
 
 def postprocessing_text(inference: dict) -> str:

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
-from transformers import Pipeline
+from transformers import CLIPSegForImageSegmentation, Pipeline
 from transformers.utils import cached_file
 
 from .sam3_ops import (
@@ -36,6 +36,9 @@ from .sam3_ops import (
 )
 
 TASK = "text-guided-nuclei-segmentation"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPSeg's normalisation when a checkpoint names none
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIPSEG_PRESENCE_LOGIT = 10.0  # CLIPSeg has no presence head: "always present", as its training backend says
 logger = logging.getLogger(__name__)
 
 
@@ -113,13 +116,21 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.is_clipseg = self.model.config.model_type == "clipseg"
+        if self.is_clipseg and not isinstance(self.model, CLIPSegForImageSegmentation):
+            # AutoModel maps a CLIPSeg config to CLIPSegModel, which has no decoder: load the segmenter.
+            self.model = CLIPSegForImageSegmentation.from_pretrained(self.model.name_or_path).to(self.device).eval()
         self.settings = {**INFERENCE_DEFAULTS, **(getattr(self.model.config, "pgat_inference", None) or {})}
         self.preprocessing = self._read_preprocessing()
 
     def _read_preprocessing(self) -> dict:
-        """Input size and normalisation from preprocessor_config.json beside the weights (SAM3 defaults else)."""
-        size = int(self.model.config.vision_config.backbone_config.image_size)
-        preprocessing = {"size": size, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+        """Input size and normalisation from preprocessor_config.json beside the weights (model defaults else)."""
+        if self.is_clipseg:
+            size = int(self.model.config.vision_config.image_size)
+            preprocessing = {"size": size, "mean": CLIP_MEAN, "std": CLIP_STD}
+        else:
+            size = int(self.model.config.vision_config.backbone_config.image_size)
+            preprocessing = {"size": size, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
         source = getattr(self.model, "name_or_path", "") or ""
         path = cached_file(source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False) if source else None
         if path:
@@ -176,14 +187,24 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
     def _forward(self, model_inputs, prompt_batch_size: int = 16):
         pixel_values = model_inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
         input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
-        vision = self.model.get_vision_features(pixel_values=pixel_values)  # once for every prompt
+        if self.is_clipseg:  # CLIP's vision activations once, as the CLIPSeg backend shares them in training
+            hidden = self.model.clip.get_image_features(pixel_values=pixel_values, output_hidden_states=True)
+            vision = tuple(hidden.hidden_states[i + 1] for i in self.model.extract_layers)
+        else:
+            vision = self.model.get_vision_features(pixel_values=pixel_values)  # once for every prompt
         logits, presence = [], []
         for start in range(0, input_ids.shape[0], prompt_batch_size):
             ids = input_ids[start:start + prompt_batch_size].to(self.device)
             mask = attention_mask[start:start + prompt_batch_size].to(self.device)
-            chunk_logits, chunk_presence = decode_prompts(
-                self.model, repeat_vision_features(vision, ids.shape[0]), ids, mask,
-                self.settings["mask_source"], int(self.settings["mask_topk"]))
+            if self.is_clipseg:
+                conditional = self.model.clip.get_text_features(ids, attention_mask=mask).pooler_output
+                chunk_logits = self.model.decoder(tuple(a.expand(ids.shape[0], -1, -1) for a in vision),
+                                                  conditional).logits.reshape(ids.shape[0], *pixel_values.shape[-2:])
+                chunk_presence = chunk_logits.new_full((ids.shape[0],), CLIPSEG_PRESENCE_LOGIT)  # no presence head
+            else:
+                chunk_logits, chunk_presence = decode_prompts(
+                    self.model, repeat_vision_features(vision, ids.shape[0]), ids, mask,
+                    self.settings["mask_source"], int(self.settings["mask_topk"]))
             logits.append(chunk_logits.float())
             presence.append(chunk_presence.float())
         # Logits stay at the model's resolution [P, h, w]; postprocess upsamples one prompt at a

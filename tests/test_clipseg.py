@@ -154,3 +154,40 @@ def test_load_clipseg_defaults_to_clip_preprocessing_at_352(tmp_path, tokenizer)
     _, _, image_processor = load_clipseg(str(tmp_path))
     assert image_processor.image_size == CLIPSEG_IMAGE_SIZE == 352
     assert image_processor.image_mean == pytest.approx(CLIPSEG_IMAGE_MEAN)
+
+
+def test_clipseg_end_to_end_train_card_eval_and_pipeline(synthetic_dir, tmp_path):
+    """The README's CLIPSeg path: train.py writes the checkpoint, report and card; the pipeline
+    serves it and gives the evaluator's masks."""
+    import numpy as np
+    from transformers import pipeline
+
+    import pgat_hf  # noqa: F401  (registers the task)
+    from pgat_hf.factory import load_segmenter
+    from pgat_hf.inference import predict_masks
+    from pgat_hf.train import main as train_main
+
+    out = tmp_path / "clipseg"
+    train_main(["--config", "pgat_hf/recipes/demo.yaml", "--backend", "clipseg", "--clipseg_train_clip", "true",
+                "--dataset_path", synthetic_dir, "--synthetic_num_train", "16", "--synthetic_num_test", "4",
+                "--synthetic_image_size", "64", "--tiny_image_size", "64", "--tiny_hidden_size", "16",
+                "--max_steps", "2", "--per_device_train_batch_size", "1", "--groups_per_image", "2",
+                "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--report_max_images", "1",
+                "--output_dir", str(out), "--disable_tqdm", "true"])
+    card = (out / "README.md").read_text()
+    assert "transformers.CLIPSegForImageSegmentation.from_pretrained" in card and "- clipseg" in card
+    assert "| input size | 64 × 64 px" in card
+
+    from PIL import Image
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    prompts = ["all nuclei", "lymphoid nuclei"]
+    seg = pipeline("text-guided-nuclei-segmentation", model=str(out))
+    results = seg(image, prompts=prompts)
+    segmenter, tokenizer, image_processor, settings = load_segmenter(str(out))
+    masks, presence = predict_masks(segmenter, image_processor, tokenizer, image, prompts, settings["max_text_length"],
+                                    settings["threshold"], settings["min_area"], settings["presence_threshold"])
+    for result, mask, score in zip(results, masks, presence):
+        assert result["mask"].size == (70, 50)
+        np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, mask)
+        assert result["score"] == pytest.approx(float(score), abs=1e-6)
