@@ -16,6 +16,7 @@ spent waiting for the data loader with the default loader settings.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import tempfile
@@ -24,10 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from .backends.sam3 import tiny_sam3_config
-from .losses import pgat_objective, segmentation_loss
+from .losses import PGATLoss
 
 
 @dataclass
@@ -84,17 +84,20 @@ def make_inputs(batch: int, prompts: int, image_size: int, text_length: int, voc
     return {k: v.to(device) for k, v in tensors.items()}
 
 
+@functools.lru_cache(maxsize=1)
+def demo_loss() -> PGATLoss:
+    """The demo recipe's training loss, read the way train.py reads demo.yaml."""
+    from .train import parse_args
+
+    _, _, demo = parse_args(["--config", str(DEMO_RECIPE)])
+    return PGATLoss.from_args(demo)
+
+
 def pgat_loss(mask_logits: torch.Tensor, presence_logits: torch.Tensor, targets, present) -> torch.Tensor:
-    """The trainer's loss: mask_logits [B, G, K, h, w] upsampled to targets [B, G, S, S]."""
-    num_prompts = mask_logits.shape[2]
-    size = targets.shape[-2:]
-    logits = mask_logits.float()
-    upsampled = F.interpolate(logits.flatten(0, 2)[:, None], size=size, mode="bilinear", align_corners=False)
-    upsampled = upsampled.reshape(*logits.shape[:3], *size)
-    seg = segmentation_loss(upsampled, targets[:, :, None].expand_as(upsampled), presence_logits.float(),
-                            present[:, :, None].expand(-1, -1, num_prompts), pos_weight=3.0)
-    lam, beta = (1.0, 0.1) if num_prompts > 1 else (0.0, 0.0)
-    return pgat_objective(seg["total"], logits, lam=lam, beta=beta)["loss"]
+    """The trainer's loss object (the demo's weights) on mask_logits [B, G, K, h, w], targets [B, G, S, S];
+    K = 1 is the baseline, without the group terms."""
+    loss = demo_loss() if mask_logits.shape[2] > 1 else demo_loss().without_group_terms()
+    return loss(mask_logits, presence_logits, targets, present)[0]["loss"]
 
 
 def step_functions(segmenter, inputs: dict, prompts: int) -> dict:

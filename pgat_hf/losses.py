@@ -19,6 +19,7 @@ does not lose the small per-pixel terms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Dict, Optional
 
 import torch
@@ -41,6 +42,7 @@ __all__ = [
     "effective_prompt_weights",
     "consistency_loss",
     "pgat_objective",
+    "PGATLoss",
 ]
 
 
@@ -378,3 +380,61 @@ def pgat_objective(
         "consistency_loss": cons_term.detach(),
         "min_prompt_weight": min_weight,
     }
+
+
+# ----------------------------------------------------------------------------------------
+# The training loss as one object (trainer and bench call the same thing)
+# ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PGATLoss:
+    """The loss PGATTrainer minimises, from model outputs to named terms.
+
+    Mask logits ``[B, G, K, h, w]`` are upsampled to the targets' ``[B, G, S, S]`` (small nuclei
+    vanish when masks are downsampled to the logits), L_seg is computed per prompt, and
+    ``pgat_objective`` adds the group and consistency terms. ``from_args`` reads every weight from
+    ``PGATTrainingArguments``, so `pgat-hf bench` times exactly the training loss.
+    """
+
+    mask_loss: str = "bce"
+    mask_weight: float = 1.0
+    dice_weight: float = 1.0
+    presence_weight: float = 1.0
+    pos_weight: Optional[float] = 3.0
+    lam: float = 1.0
+    beta: float = 0.1
+    tau: float = 1.0
+    group_mode: str = "softmin"
+    consistency_mode: str = "reference"
+
+    @classmethod
+    def from_args(cls, args) -> "PGATLoss":
+        return cls(mask_loss=args.mask_loss, mask_weight=args.mask_loss_weight, dice_weight=args.dice_loss_weight,
+                   presence_weight=args.presence_loss_weight,
+                   pos_weight=args.bce_pos_weight if args.mask_loss == "bce" else None,
+                   lam=args.lambda_group, beta=args.beta_consistency, tau=args.tau, group_mode=args.group_loss_mode,
+                   consistency_mode=args.consistency_mode)
+
+    def without_group_terms(self) -> "PGATLoss":
+        """The same L_seg with λ = β = 0: plain fine-tuning (K = 1)."""
+        return replace(self, lam=0.0, beta=0.0)
+
+    def __call__(self, mask_logits: torch.Tensor, presence_logits: Optional[torch.Tensor], target_masks: torch.Tensor,
+                 present: torch.Tensor) -> tuple[Dict[str, torch.Tensor], Dict[str, torch.Tensor]]:
+        """mask_logits [B, G, K, h, w], presence_logits [B, G, K] (None: no presence head),
+        target_masks [B, G, S, S], present [B, G] -> (pgat_objective terms, segmentation_loss terms)."""
+        num_prompts = mask_logits.shape[2]
+        size = target_masks.shape[-2:]
+        logits = mask_logits.float()
+        upsampled = F.interpolate(logits.flatten(0, 2)[:, None], size=size, mode="bilinear", align_corners=False)
+        upsampled = upsampled.reshape(*logits.shape[:3], *size)
+        seg = segmentation_loss(
+            upsampled, target_masks[:, :, None].expand_as(upsampled),
+            None if presence_logits is None else presence_logits.float(),
+            present[:, :, None].expand(-1, -1, num_prompts), mask_loss=self.mask_loss, mask_weight=self.mask_weight,
+            dice_weight=self.dice_weight, presence_weight=self.presence_weight, pos_weight=self.pos_weight,
+        )
+        terms = pgat_objective(seg["total"], logits, lam=self.lam, beta=self.beta, tau=self.tau,
+                               group_mode=self.group_mode, consistency_mode=self.consistency_mode)
+        return terms, seg

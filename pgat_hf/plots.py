@@ -3,9 +3,7 @@ comparison (per-prompt Dice distributions per recipe, validation curves over tra
 
 from __future__ import annotations
 
-import os
 import textwrap
-from pathlib import Path
 
 import matplotlib
 

@@ -13,7 +13,6 @@ Resume: --resume_from_checkpoint DIR, or `last` / `auto` for the newest complete
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import sys

@@ -9,13 +9,12 @@ from collections import defaultdict
 
 import safetensors.torch
 import torch
-import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
 from .checkpoints import write_complete_marker
 from .evaluation import evaluate_robustness, flat_metrics
 from .lora import ADAPTER_SUBFOLDER, apply_lora, is_peft_model, lora_scaling, merge_lora_state_dict
-from .losses import pgat_objective, segmentation_loss
+from .losses import PGATLoss
 from .training_args import inference_settings_from_args
 
 TERM_NAMES = ("seg_loss", "group_loss", "consistency_loss", "min_prompt_weight")
@@ -72,27 +71,10 @@ class PGATTrainer(Trainer):
         present = inputs.pop("present")  # [B, G]
         resampled = inputs.pop("resampled_groups", None)
         outputs = model(**inputs)
-        args = self.args
-        num_prompts = outputs.mask_logits.shape[2]
-        # Loss at the input resolution: small nuclei vanish when masks are downsampled to the logits.
-        size = target_masks.shape[-2:]
-        mask_logits = outputs.mask_logits.float()
-        upsampled = F.interpolate(mask_logits.flatten(0, 2)[:, None], size=size, mode="bilinear", align_corners=False)
-        upsampled = upsampled.reshape(*mask_logits.shape[:3], *size)
-        targets = target_masks[:, :, None].expand_as(upsampled)
         # A backend without a presence head (CLIPSeg) returns a constant: no presence term for it.
         has_presence = getattr(self.accelerator.unwrap_model(model), "has_presence_head", True)
-        presence_logits = outputs.presence_logits.float() if has_presence else None
-        seg = segmentation_loss(
-            upsampled, targets, presence_logits, present[:, :, None].expand(-1, -1, num_prompts),
-            mask_loss=args.mask_loss, mask_weight=args.mask_loss_weight, dice_weight=args.dice_loss_weight,
-            presence_weight=args.presence_loss_weight,
-            pos_weight=args.bce_pos_weight if args.mask_loss == "bce" else None,
-        )
-        terms = pgat_objective(
-            seg["total"], mask_logits, lam=args.lambda_group, beta=args.beta_consistency, tau=args.tau,
-            group_mode=args.group_loss_mode, consistency_mode=args.consistency_mode,
-        )
+        terms, seg = PGATLoss.from_args(self.args)(outputs.mask_logits, outputs.presence_logits if has_presence else None,
+                                                   target_masks, present)
         split = "train" if model.training else "eval"
         store = self._pgat_metrics[split]
         # Kept as tensors until `log`: an `.item()` here would stall a GPU every step.

@@ -330,3 +330,33 @@ def test_pgat_objective_unknown_modes():
     # Modes are validated even when their coefficient is 0.
     with pytest.raises(ValueError):
         pgat_objective(seg, logits, lam=0.0, group_mode="bogus")
+
+
+def test_one_loss_object_for_the_trainer_and_the_bench(tmp_path):
+    """PGATLoss.from_args is what PGATTrainer.compute_loss and `pgat-hf bench` both call, with the
+    demo recipe's weights (focal × 20 + dice + presence, softmin λ=1, β=0.1)."""
+    from pgat_hf import bench
+    from pgat_hf.losses import PGATLoss, pgat_objective, segmentation_loss
+    from pgat_hf.train import parse_args
+
+    _, _, demo = parse_args(["--config", "pgat_hf/recipes/demo.yaml", "--output_dir", str(tmp_path)])
+    loss = PGATLoss.from_args(demo)
+    assert loss == bench.demo_loss()
+    assert (loss.mask_loss, loss.mask_weight, loss.pos_weight, loss.group_mode, loss.lam, loss.beta) == (
+        "focal", 20.0, None, "softmin", 1.0, 0.1)
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 3, 8, 8, generator=generator)
+    presence = torch.randn(2, 3, 3, generator=generator)
+    targets = (torch.rand(2, 3, 16, 16, generator=generator) > 0.6).float()
+    present = torch.tensor([[1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    terms, _ = loss(logits, presence, targets, present)
+    upsampled = torch.nn.functional.interpolate(logits.flatten(0, 2)[:, None], size=(16, 16), mode="bilinear",
+                                                align_corners=False).reshape(2, 3, 3, 16, 16)
+    seg = segmentation_loss(upsampled, targets[:, :, None].expand_as(upsampled), presence,
+                            present[:, :, None].expand(-1, -1, 3), mask_loss="focal", mask_weight=20.0)
+    expected = pgat_objective(seg["total"], logits, lam=1.0, beta=0.1, group_mode="softmin")["loss"]
+    assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert bench.pgat_loss(logits, presence, targets, present).item() == pytest.approx(expected.item(), rel=1e-6)
+    # K = 1: the bench's baseline is L_seg alone
+    one = bench.pgat_loss(logits[:, :, :1], presence[:, :, :1], targets, present)
+    assert one.item() == pytest.approx(seg["total"][:, :, :1].mean().item(), rel=1e-6)
