@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .vocabulary import TASKS
 from .data import class_array, group_mask, instance_array
 from .image_processing import NucleiImageProcessor
 from .prompts import QUALITIES
@@ -43,7 +44,7 @@ class PromptGroupCollator:
     image_processor: NucleiImageProcessor
     num_prompts: int = 3
     groups_per_image: int = 3
-    tasks: tuple[str, ...] = ("T1", "T2")
+    tasks: tuple[str, ...] = TASKS
     seed: int = 0
     max_text_length: int = 32
     augment: bool = True

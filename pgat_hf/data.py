@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from .prompts import ALL_QUALITIES
+from .vocabulary import TASKS
 
 # datasets >= 4 spells lists ``List``; ``Sequence`` of a dict would turn into a dict of lists.
 PROMPT_GROUP_FEATURE = {
@@ -193,7 +194,7 @@ def validate_row(row: dict, index: int) -> None:
         unknown = sorted(set(quality) - set(ALL_QUALITIES))
         if unknown:
             fail(f"prompt group {g} has unknown quality labels {unknown}")
-        if group.get("task") not in ("T1", "T2"):
+        if group.get("task") not in TASKS:
             fail(f"prompt group {g} has unknown task {group.get('task')!r}")
         if group["task"] == "T2":
             actual = bool((classes == int(group["category_id"])).any())
@@ -207,7 +208,7 @@ def validate_row(row: dict, index: int) -> None:
 # ------------------------------------------------------------------------------------------
 # Writing / reading a dataset folder
 # ------------------------------------------------------------------------------------------
-def validate_training_rows(dataset, tasks=("T1", "T2"), where: str = "train split") -> None:
+def validate_training_rows(dataset, tasks=TASKS, where: str = "train split") -> None:
     """Check every row before training reads it (once, at load): the schema checks of
     `validate_row`, non-empty prompt strings, and at least one training-quality prompt in every
     group of the trained tasks. The first bad row stops with an error naming it and the problem.

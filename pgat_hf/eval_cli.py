@@ -20,6 +20,7 @@ import sys
 
 from tqdm.auto import tqdm
 
+from .vocabulary import TASKS
 from .atomic import write_json_atomic, write_text_atomic
 from .evaluation import QUALITY_ORDER, STAT_NAMES, evaluate_robustness, qualitative_examples, summarize
 from .metrics import INSTANCE_METRIC_NAMES
@@ -206,7 +207,7 @@ def _safe_name(label: str) -> str:
 
 def evaluate_models(models: list[str], dataset: str, configs: list[str] | None = None, split: str = "test",
                     max_images: int = 0, out_dir: str | None = None, json_path: str | None = None,
-                    zero_shot: list[str] | None = None, tasks=("T1", "T2"), grid_tiles: int = 4,
+                    zero_shot: list[str] | None = None, tasks=TASKS, grid_tiles: int = 4,
                     grid_task: str = "both", min_instance_area: int = 0, match_radius: float = 6.0,
                     progress: bool = True) -> dict:
     """Evaluate each model on each config's split; write JSON, markdown, records and plots.

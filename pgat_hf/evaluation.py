@@ -16,6 +16,7 @@ from collections import defaultdict
 import numpy as np
 from tqdm.auto import tqdm
 
+from .vocabulary import TASKS
 from .data import class_array, group_mask, instance_array
 from .inference import mask_to_instances, predict_masks
 from .metrics import (INSTANCE_METRIC_NAMES, dice, group_robustness, instance_metrics, iou, overlap_counts,
@@ -28,7 +29,7 @@ TRAINING_QUALITIES = ("low", "medium", "high")
 
 
 def evaluate_robustness(segmenter, dataset, tokenizer, image_processor, max_text_length=32, threshold=0.5,
-                        max_images=0, tasks=("T1", "T2"), progress=True, instance_scores=True, min_area=0,
+                        max_images=0, tasks=TASKS, progress=True, instance_scores=True, min_area=0,
                         presence_threshold=0.0,
                         min_instance_area=0, iou_threshold=0.5, match_radius=6.0, desc="robustness eval") -> dict:
     """Run the protocol on a dataset split; returns {"summary", "records", "groups"}.

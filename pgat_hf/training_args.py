@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TrainingArguments
 
+from .vocabulary import TASKS  # the task names' one definition
 from .backends.sam3 import MASK_SOURCES
 from .lora import DEFAULT_MODULES_TO_SAVE, resolve_lora_parts
 from .losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
 from .sam3_ops import INFERENCE_DEFAULTS
 
-TASKS = ("T1", "T2")
 
 
 # pgat_inference setting -> the training argument that sets it, where the names differ.
