@@ -90,7 +90,9 @@ def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
         moment, synthetic_dir, synthetic_splits, straight_weights, tmp_path):
     out = tmp_path / "run"
     script = CHILD.format(tests=str(TESTS), moment=moment, data=synthetic_dir, out=str(out))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The child computes steps 1-4 of the weights compared below: same thread count as this
+    # process, or float reductions run in another order.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
     child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     assert (out / "checkpoint-4" / COMPLETE_MARKER).is_file()

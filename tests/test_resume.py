@@ -38,7 +38,10 @@ CHILD = textwrap.dedent("""
 def test_sigkilled_run_resumes_to_the_same_weights(synthetic_dir, synthetic_splits, tmp_path):
     out, marker = tmp_path / "killed", tmp_path / "checkpoint_written"
     script = CHILD.format(tests=str(TESTS), marker=str(marker), data=synthetic_dir, out=str(out))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    # The child computes the first steps: it must use this process's thread count, or float
+    # reductions run in another order and the weights differ beyond the tolerance.
+    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads()), "HF_HUB_OFFLINE": "1",
+           "HF_DATASETS_OFFLINE": "1"}
     child = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
     try:
