@@ -70,26 +70,38 @@ CHILD = textwrap.dedent("""
                 die()
 
     trainer = make_trainer(load_prompt_dataset({data!r}, "synthetic"), {out!r}, max_steps=8,
-                           save_strategy="steps", save_steps=4)
+                           save_strategy="steps", save_steps=4, **{extra!r})
     trainer.add_callback(KillBetweenCheckpoints())
     trainer.train()
 """)
 
 MOMENTS = ["between_checkpoints", "mid_weights", "after_weights", "after_optimizer", "before_marker"]
+LORA = dict(use_peft=True, lora_r=4, lora_alpha=8.0, learning_rate=1e-2, freeze_text_encoder=True)
+CASES = [(moment, {}) for moment in MOMENTS] + [("after_optimizer", LORA)]  # + a LoRA run: adapter checkpoints
 
 
 @pytest.fixture(scope="module")
 def straight_weights(synthetic_splits, tmp_path_factory):
-    trainer = make_trainer(synthetic_splits, tmp_path_factory.mktemp("straight"), max_steps=8, save_strategy="no")
-    trainer.train()
-    return trainer.model.model.state_dict()
+    """The uninterrupted 8-step run's weights, per training setting (computed once each)."""
+    cache = {}
+
+    def weights(extra: dict):
+        key = tuple(sorted(extra.items()))
+        if key not in cache:
+            trainer = make_trainer(synthetic_splits, tmp_path_factory.mktemp("straight"), max_steps=8,
+                                   save_strategy="no", **extra)
+            trainer.train()
+            cache[key] = trainer.model.model.state_dict()
+        return cache[key]
+
+    return weights
 
 
-@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.parametrize("moment, extra", CASES, ids=[m + ("-lora" if e else "") for m, e in CASES])
 def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
-        moment, synthetic_dir, synthetic_splits, straight_weights, tmp_path):
+        moment, extra, synthetic_dir, synthetic_splits, straight_weights, tmp_path):
     out = tmp_path / "run"
-    script = CHILD.format(tests=str(TESTS), moment=moment, data=synthetic_dir, out=str(out))
+    script = CHILD.format(tests=str(TESTS), moment=moment, data=synthetic_dir, out=str(out), extra=extra)
     # The child computes steps 1-4 of the weights compared below: same thread count as this
     # process, or float reductions run in another order.
     env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
@@ -102,11 +114,11 @@ def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
 
     resume = resolve_resume("last", out)
     assert resume == str(out / "checkpoint-4") and not (out / "checkpoint-8").exists()
-    resumed = make_trainer(synthetic_splits, out, max_steps=8, save_strategy="no")
+    resumed = make_trainer(synthetic_splits, out, max_steps=8, save_strategy="no", **extra)
     resumed.train(resume_from_checkpoint=resume)
     assert resumed.state.global_step == 8
     actual = resumed.model.model.state_dict()
-    for name, expected in straight_weights.items():
+    for name, expected in straight_weights(extra).items():
         torch.testing.assert_close(actual[name], expected, atol=1e-6, rtol=1e-5, msg=name)
 
 
