@@ -14,6 +14,7 @@ STEPS = 2
 
 
 def launch(tmp_path, launcher_args, extra=()):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "out"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", *launcher_args,
@@ -95,3 +96,48 @@ def test_accelerate_configs_parse(name, kind):
             assert hasattr(modeling_sam3, cls) or hasattr(modeling_clip, cls), cls
     if name == "deepspeed_zero2":
         assert config.deepspeed_config["zero_stage"] == 2
+
+
+KILL_BEFORE_MARKER = '''
+import os, signal, sys
+import pgat_hf.trainer as trainer_module
+original = trainer_module.write_complete_marker
+def die_before_marker(folder, step):
+    if step == 4:  # rank 0, every file of checkpoint-4 written by both processes, no marker yet
+        os.kill(os.getpid(), signal.SIGKILL)
+    original(folder, step)
+trainer_module.write_complete_marker = die_before_marker
+from pgat_hf.train import main
+main()
+'''
+
+
+def test_two_process_run_killed_in_a_checkpoint_resumes_from_the_complete_one(tmp_path):
+    """DDP over two CPU processes, checkpoints every 2 steps; rank 0 dies while checkpoint-4 is
+    unmarked. `--resume_from_checkpoint last` resumes from checkpoint-2 and ends on the weights of
+    an uninterrupted two-process run."""
+    config = ["--config_file", str(REPO / "accelerate_configs" / "cpu_2proc.yaml")]
+    flags = ["--per_device_train_batch_size", "2", "--max_steps", "6", "--save_steps", "2"]
+    wrapper = tmp_path / "killed_train.py"
+    wrapper.write_text(KILL_BEFORE_MARKER)
+    straight, _ = launch(tmp_path / "straight", config, flags)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    command = [sys.executable, "-m", "accelerate.commands.launch", *config, str(wrapper),
+               "--config", str(REPO / "pgat_hf" / "recipes" / "demo.yaml"), "--output_dir", str(killed / "out"),
+               "--dataset_path", str(killed / "data"), "--synthetic_num_train", "8", "--synthetic_num_test", "2",
+               "--synthetic_image_size", "64", "--tiny_image_size", "64", "--tiny_hidden_size", "16",
+               "--warmup_steps", "0", "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", *flags]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run(command, cwd=killed, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0
+    out = killed / "out"
+    assert (out / "checkpoint-2" / "pgat_checkpoint_complete.json").is_file()
+    assert (out / "checkpoint-4").is_dir() and not (out / "checkpoint-4" / "pgat_checkpoint_complete.json").exists()
+    resumed, run = launch(killed, config, flags + ["--resume_from_checkpoint", "last"])
+    assert "removed" in run.stdout and "checkpoint-4: a kill interrupted its writing" in run.stdout
+    assert run.stdout.count("'seg_loss'") == 4  # steps 3-6 trained here: it resumed from step 2
+    assert (resumed / "checkpoint-4" / "pgat_checkpoint_complete.json").is_file()  # rewritten whole
+    a, b = load_file(resumed / "model.safetensors"), load_file(straight / "model.safetensors")
+    worst = max((a[k].float() - b[k].float()).abs().max().item() for k in b)
+    assert worst < 1e-6, worst
