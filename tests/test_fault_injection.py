@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_trainer import make_trainer
+from safetensors.torch import load_file
 
 from pgat_hf.checkpoints import COMPLETE_MARKER, resolve_resume
 
@@ -64,16 +64,31 @@ CHILD = textwrap.dedent("""
             return original(tensors, filename, metadata=metadata)
         modeling_utils.safe_save_file = truncated
 
+    STEPS_RUN = []
+
     class KillBetweenCheckpoints(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            STEPS_RUN.append(state.global_step)
             if MOMENT == "between_checkpoints" and state.global_step == 6:
                 die()
 
     trainer = make_trainer(load_prompt_dataset({data!r}, "synthetic"), {out!r}, max_steps=8,
                            save_strategy="steps", save_steps=4, **{extra!r})
     trainer.add_callback(KillBetweenCheckpoints())
-    trainer.train()
+    trainer.train(resume_from_checkpoint={resume!r})
+    trainer.save_model({out!r} + "/final")  # reached only by the runs that are not killed
+    print("steps run:", STEPS_RUN)
 """)
+
+
+def train_in_child(out, data, moment="none", extra=None, resume=None, threads=1):
+    """One training process (killed at `moment`, or run to the end and saved to OUT/final).
+
+    Every run of a comparison trains in its own fresh process with the same thread count, so
+    the weights depend on nothing an earlier test left in this process."""
+    script = CHILD.format(tests=str(TESTS), moment=moment, data=data, out=str(out), extra=extra or {}, resume=resume)
+    return subprocess.run([sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+                          capture_output=True, text=True, timeout=600)
 
 MOMENTS = ["between_checkpoints", "mid_weights", "after_weights", "after_optimizer", "before_marker"]
 LORA = dict(use_peft=True, lora_r=4, lora_alpha=8.0, learning_rate=1e-2, freeze_text_encoder=True)
@@ -81,17 +96,17 @@ CASES = [(moment, {}) for moment in MOMENTS] + [("after_optimizer", LORA)]  # + 
 
 
 @pytest.fixture(scope="module")
-def straight_weights(synthetic_splits, tmp_path_factory):
+def straight_weights(synthetic_dir, tmp_path_factory):
     """The uninterrupted 8-step run's weights, per training setting (computed once each)."""
     cache = {}
 
     def weights(extra: dict):
         key = tuple(sorted(extra.items()))
         if key not in cache:
-            trainer = make_trainer(synthetic_splits, tmp_path_factory.mktemp("straight"), max_steps=8,
-                                   save_strategy="no", **extra)
-            trainer.train()
-            cache[key] = trainer.model.model.state_dict()
+            out = tmp_path_factory.mktemp("straight")
+            run = train_in_child(out, synthetic_dir, extra=extra)
+            assert run.returncode == 0, run.stderr[-3000:]
+            cache[key] = load_file(out / "final" / "model.safetensors")
         return cache[key]
 
     return weights
@@ -99,13 +114,9 @@ def straight_weights(synthetic_splits, tmp_path_factory):
 
 @pytest.mark.parametrize("moment, extra", CASES, ids=[m + ("-lora" if e else "") for m, e in CASES])
 def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
-        moment, extra, synthetic_dir, synthetic_splits, straight_weights, tmp_path):
+        moment, extra, synthetic_dir, straight_weights, tmp_path):
     out = tmp_path / "run"
-    script = CHILD.format(tests=str(TESTS), moment=moment, data=synthetic_dir, out=str(out), extra=extra)
-    # The child computes steps 1-4 of the weights compared below: same thread count as this
-    # process, or float reductions run in another order.
-    env = {**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    child = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    child = train_in_child(out, synthetic_dir, moment=moment, extra=extra)
     assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
     assert (out / "checkpoint-4" / COMPLETE_MARKER).is_file()
     assert not (out / "checkpoint-8" / COMPLETE_MARKER).exists()
@@ -114,10 +125,10 @@ def test_kill_at_any_moment_resumes_from_the_newest_complete_checkpoint(
 
     resume = resolve_resume("last", out)
     assert resume == str(out / "checkpoint-4") and not (out / "checkpoint-8").exists()
-    resumed = make_trainer(synthetic_splits, out, max_steps=8, save_strategy="no", **extra)
-    resumed.train(resume_from_checkpoint=resume)
-    assert resumed.state.global_step == 8
-    actual = resumed.model.model.state_dict()
+    resumed = train_in_child(out, synthetic_dir, extra=extra, resume=resume)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "steps run: [5, 6, 7, 8]" in resumed.stdout  # it resumed after step 4
+    actual = load_file(out / "final" / "model.safetensors")
     for name, expected in straight_weights(extra).items():
         torch.testing.assert_close(actual[name], expected, atol=1e-6, rtol=1e-5, msg=name)
 
