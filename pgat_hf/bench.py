@@ -85,12 +85,17 @@ def make_inputs(batch: int, prompts: int, image_size: int, text_length: int, voc
 
 
 @functools.lru_cache(maxsize=1)
-def demo_loss() -> PGATLoss:
-    """The demo recipe's training loss, read the way train.py reads demo.yaml."""
+def demo_arguments():
+    """The demo recipe's training arguments, parsed the way `train.py --config` parses them (a key
+    the recipe leaves out gets the default)."""
     from .train import parse_args
 
-    _, _, demo = parse_args(["--config", str(DEMO_RECIPE)])
-    return PGATLoss.from_args(demo)
+    return parse_args(["--config", str(DEMO_RECIPE)])[2]
+
+
+def demo_loss() -> PGATLoss:
+    """The demo recipe's training loss."""
+    return PGATLoss.from_args(demo_arguments())
 
 
 def pgat_loss(mask_logits: torch.Tensor, presence_logits: torch.Tensor, targets, present) -> torch.Tensor:
@@ -256,13 +261,8 @@ DEMO_RECIPE = Path(__file__).parent / "recipes" / "demo.yaml"
 
 
 def demo_batch_shape() -> dict:
-    """Batch size, G and K of the demo recipe, so the data-wait share follows demo.yaml.
-
-    Parsed the way `train.py --config` parses it, so a key the recipe leaves out gets the default.
-    """
-    from .train import parse_args
-
-    _, _, demo = parse_args(["--config", str(DEMO_RECIPE)])
+    """Batch size, G and K of the demo recipe, so the data-wait share follows demo.yaml."""
+    demo = demo_arguments()
     return {"batch_size": demo.per_device_train_batch_size, "groups_per_image": demo.groups_per_image,
             "num_prompts": demo.num_prompts}
 

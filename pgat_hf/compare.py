@@ -21,17 +21,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from .atomic import write_text_atomic
 from .paired_stats import excludes_zero, paired_difference, resolves
 from .train import mapping_to_argv
 
@@ -308,17 +307,6 @@ def json_ready(value):
     return value
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write to a temporary file in the same folder, then rename it over `path`: readers see old or new, never half."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str]], header: dict,
                      json_path: str | None = None) -> str:
     """Read every finished run under OUT and write comparison.md, comparison.json and the two figures.
@@ -354,10 +342,10 @@ def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str
     document = json_ready({**header, "confidence": CONFIDENCE, "resolution": RESOLUTION, "rows": rows,
                            "contrasts": paired, "curves": means})
     text = json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False)
-    write_atomically(out / "comparison.md", markdown)
-    write_atomically(out / "comparison.json", text)
+    write_text_atomic(out / "comparison.md", markdown)
+    write_text_atomic(out / "comparison.json", text)
     if json_path:
-        write_atomically(Path(json_path), text)
+        write_text_atomic(Path(json_path), text)
     return markdown
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from .atomic import write_text_atomic
 from .prompts import ALL_QUALITIES
 from .vocabulary import TASKS
 
@@ -205,9 +206,6 @@ def validate_row(row: dict, index: int) -> None:
                 )
 
 
-# ------------------------------------------------------------------------------------------
-# Writing / reading a dataset folder
-# ------------------------------------------------------------------------------------------
 def validate_training_rows(dataset, tasks=TASKS, where: str = "train split") -> None:
     """Check every row before training reads it (once, at load): the schema checks of
     `validate_row`, non-empty prompt strings, and at least one training-quality prompt in every
@@ -236,6 +234,9 @@ def validate_training_rows(dataset, tasks=TASKS, where: str = "train split") -> 
                                  f"training prompt (only {sorted(set(group['quality']))})")
 
 
+# ------------------------------------------------------------------------------------------
+# Writing / reading a dataset folder
+# ------------------------------------------------------------------------------------------
 def _split_file(split: str) -> str:
     return f"{split}-00000-of-00001.parquet"
 
@@ -252,14 +253,6 @@ def _read_card(readme: Path) -> tuple[dict, str]:
             body = text[end + 4 :].lstrip("\n")
             return meta, body
     return {}, text
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)  # mkstemp files are private by default
-    os.replace(tmp, path)
 
 
 def has_config(dataset_dir: str | os.PathLike, config_name: str) -> bool:
@@ -324,7 +317,7 @@ def write_dataset_repo(
     elif not body:
         body = "# Nuclei segmentation prompt-group dataset\n\nSchema: see pgat_hf/data.py.\n"
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    _write_atomic(root / "README.md", f"---\n{front}---\n\n{body.rstrip()}\n")
+    write_text_atomic(root / "README.md", f"---\n{front}---\n\n{body.rstrip()}\n")
     return str(root)
 
 

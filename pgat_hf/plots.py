@@ -100,11 +100,6 @@ PROMPT_QUALITY_LABELS = {"low": "low", "medium": "medium", "high": "high", "held
                          "held_out_synonym": "held-out\nsynonyms"}
 
 
-def save_figure_atomically(fig, path) -> str:
-    """Save through a temporary file beside `path`, then rename it over `path`; closes the figure."""
-    return save_figure_atomic(fig, path, dpi=120)
-
-
 def per_prompt_dice_distributions(records_by_recipe: dict[str, list[dict]], path, title: str = "") -> str:
     """Side-by-side box plots of per-prompt Dice: one panel per task, prompt quality on x, one box per recipe.
 
@@ -150,7 +145,7 @@ def per_prompt_dice_distributions(records_by_recipe: dict[str, list[dict]], path
         fig.suptitle(title)
     legend_rows = -(-len(recipes) // 4)
     fig.tight_layout(rect=(0, 0.04 + 0.05 * legend_rows, 1, 1))  # room for the legend below the panels
-    return save_figure_atomically(fig, path)
+    return save_figure_atomic(fig, path, dpi=120)
 
 
 def mean_curve(curves: list[list[tuple[int, float]]]) -> dict[int, float]:
@@ -186,4 +181,4 @@ def validation_curves(curves_by_recipe: dict[str, list[list[tuple[int, float]]]]
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize=8, frameon=False)
     fig.tight_layout()
-    return save_figure_atomically(fig, path)
+    return save_figure_atomic(fig, path, dpi=120)

@@ -156,6 +156,11 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def dataset_configs(data_args: DataArguments) -> list[str]:
+    """`dataset_config` as a list: "pannuke,consep" -> ["pannuke", "consep"]."""
+    return [c.strip() for c in data_args.dataset_config.split(",") if c.strip()]
+
+
 def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
     """(train, validation, test) splits; validation is the test split when the dataset has none."""
     # The main process generates the embedded default if absent; the others wait, then read it.
@@ -166,8 +171,7 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
                                      num_test=data_args.synthetic_num_test,
                                      num_validation=data_args.synthetic_num_validation, seed=data_args.synthetic_seed,
                                      image_size=data_args.synthetic_image_size, vocabulary=vocabulary)
-        configs = [c.strip() for c in data_args.dataset_config.split(",") if c.strip()]
-        loaded = {config: load_prompt_dataset(data_args.dataset_path, config) for config in configs}
+        loaded = {config: load_prompt_dataset(data_args.dataset_path, config) for config in dataset_configs(data_args)}
     for config, dataset in loaded.items():
         for split in (data_args.train_split, data_args.eval_split):
             if split not in dataset:
@@ -232,8 +236,7 @@ def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]
     run = {
         "model_name_or_path": model_args.model_name_or_path, "backend": model_args.backend,
         "dataset_path": data_args.dataset_path, "dataset_config": data_args.dataset_config,
-        "dataset_configs": [c.strip() for c in data_args.dataset_config.split(",") if c.strip()],
-        "train_split": data_args.train_split,
+        "dataset_configs": dataset_configs(data_args), "train_split": data_args.train_split,
         "eval_split": data_args.eval_split, "train_rows": len(trainer.train_dataset),
         "global_steps": trainer.state.global_step,
         "command": "accelerate launch pgat_hf/train.py " + " ".join(shlex.quote(a) for a in argv),

@@ -63,6 +63,7 @@ class PGATTrainer(Trainer):
         self.image_processor = image_processor or getattr(self.data_collator, "image_processor", None)
         self._pgat_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.last_robustness = None
+        self.pgat_loss = PGATLoss.from_args(self.args)
         if hasattr(self.data_collator, "epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
 
@@ -73,8 +74,8 @@ class PGATTrainer(Trainer):
         outputs = model(**inputs)
         # A backend without a presence head (CLIPSeg) returns a constant: no presence term for it.
         has_presence = getattr(self.accelerator.unwrap_model(model), "has_presence_head", True)
-        terms, seg = PGATLoss.from_args(self.args)(outputs.mask_logits, outputs.presence_logits if has_presence else None,
-                                                   target_masks, present)
+        terms, seg = self.pgat_loss(outputs.mask_logits, outputs.presence_logits if has_presence else None,
+                                    target_masks, present)
         split = "train" if model.training else "eval"
         store = self._pgat_metrics[split]
         # Kept as tensors until `log`: an `.item()` here would stall a GPU every step.
@@ -199,14 +200,6 @@ class PGATTrainer(Trainer):
         self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
-def add_embedding_noise(module: torch.nn.Embedding, inputs, output: torch.Tensor, relative_std: float):
-    """Forward hook: token embeddings [N, L, D] + N(0, (relative_std · RMS of the table)²), in training mode only."""
-    if not module.training:
-        return output
-    scale = relative_std * module.weight.detach().pow(2).mean().sqrt()
-    return output + torch.randn_like(output) * scale
-
-
 def prepare_segmenter(segmenter, args) -> None:
     """Apply what the arguments ask of the model before Trainer builds its optimizer.
 
@@ -223,14 +216,6 @@ def prepare_segmenter(segmenter, args) -> None:
     if getattr(args, "freeze_text_encoder", False):
         for parameter in segmenter.backend.text_encoder.parameters():
             parameter.requires_grad_(False)
-    if getattr(args, "text_embedding_noise", 0.0) and not getattr(segmenter, "_text_noise_hook", None):
-        text_encoder = segmenter.backend.text_encoder
-        if not hasattr(text_encoder, "get_input_embeddings"):
-            raise ValueError(f"text_embedding_noise needs a text encoder with token embeddings; "
-                             f"{type(text_encoder).__name__} has none")
-        embedding = text_encoder.get_input_embeddings()
-        segmenter._text_noise_hook = embedding.register_forward_hook(
-            functools.partial(add_embedding_noise, relative_std=args.text_embedding_noise))
     if not hasattr(segmenter, "activation_checkpointing_enable"):
         # Trainer calls model.activation_checkpointing_enable(...) when args.activation_checkpointing.
         segmenter.activation_checkpointing_enable = functools.partial(enable_activation_checkpointing, segmenter)

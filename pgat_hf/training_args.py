@@ -74,12 +74,6 @@ class PGATTrainingArguments(TrainingArguments):
     )
     tasks: list[str] = field(default_factory=lambda: ["T1", "T2"], metadata={"help": "Prompt-group tasks to train on."})
     freeze_text_encoder: bool = field(default=False, metadata={"help": "Keep the text encoder fixed, as the paper does."})
-    text_embedding_noise: float = field(
-        default=0.0,
-        metadata={"help": "Training only: Gaussian noise added to the text token embeddings, std as a fraction of "
-                          "their RMS. Smooths the text encoder around each training word, so nearby words it never "
-                          "trained on read alike. 0: off. Evaluation and the saved checkpoint are unaffected."},
-    )
     use_peft: bool = field(
         default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights; base weights stay fixed."}
     )
@@ -140,8 +134,6 @@ class PGATTrainingArguments(TrainingArguments):
         if self.num_prompts == 1 and (self.lambda_group or self.beta_consistency):
             # Both terms are zero for one prompt; say so rather than silently train the baseline.
             raise ValueError("num_prompts=1 makes L_group and L_cons zero: set lambda_group=0 and beta_consistency=0")
-        if self.text_embedding_noise < 0:
-            raise ValueError(f"text_embedding_noise must be >= 0, got {self.text_embedding_noise}")
         if self.mask_topk < 1:
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
         if self.inference_min_area < 0:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..data import CATEGORIES_FILE, FEATURES, _read_card, _write_atomic
+from ..atomic import write_text_atomic
+from ..data import CATEGORIES_FILE, FEATURES, _read_card
 
 BUILD_FILE = "build.json"
 PAPER_CITATION = (
@@ -131,5 +132,5 @@ def update_card(out_dir) -> str:
     import yaml
 
     front = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)
-    _write_atomic(root / "README.md", f"---\n{front}---\n\n{body.rstrip()}\n")
+    write_text_atomic(root / "README.md", f"---\n{front}---\n\n{body.rstrip()}\n")
     return body

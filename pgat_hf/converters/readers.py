@@ -44,7 +44,6 @@ def require_file(path: Path, what: str) -> Path:
 # ------------------------------------------------------------------------------------------
 # Images
 # ------------------------------------------------------------------------------------------
-_to_uint8 = intensities_to_uint8  # one conversion for build.py and the pipeline
 
 
 def as_rgb(array: np.ndarray, path) -> np.ndarray:
@@ -58,7 +57,8 @@ def as_rgb(array: np.ndarray, path) -> np.ndarray:
         fail(path, f"expected an (H, W), (H, W, 3) or (H, W, 4) image, got shape {array.shape}")
     if not np.isfinite(array).all():
         fail(path, "image holds NaN or infinite values")
-    return np.ascontiguousarray(_to_uint8(array[..., :3]))  # CoNSeP PNGs carry an alpha channel
+    # the conversion the pipeline applies too; [..., :3]: CoNSeP PNGs carry an alpha channel
+    return np.ascontiguousarray(intensities_to_uint8(array[..., :3]))
 
 
 def read_rgb(path) -> np.ndarray:
