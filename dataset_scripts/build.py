@@ -7,10 +7,10 @@
 
 NAME: pannuke, consep, monuseg, cpm15, cpm17, cryonuseg, histology, synthetic, folder
 (DIR/images + DIR/masks, same file stems). The files each source expects are listed in
-pgat_hf/converters/<source>.py. Several sources can be built into the same --out folder: each
+pgat_hf/data/converters/<source>.py. Several sources can be built into the same --out folder: each
 becomes a config of one repo, and README.md (the dataset card) is re-rendered to cover them all.
 ``--prompts FILE`` takes the prompt vocabulary (category synonyms, held-out synonyms, templates) from
-a YAML file in the format of pgat_hf/vocabularies/default.yaml; the file used is saved beside the
+a YAML file in the format of pgat_hf/data/vocabularies/default.yaml; the file used is saved beside the
 data as prompts.yaml. Same arguments, byte-identical parquet files. ``--train-fraction`` keeps a seeded share of the
 *training* images (the paper trains on 10%); validation/test splits are always kept whole.
 """
@@ -26,8 +26,8 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgat_hf.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
-from pgat_hf.vocabulary import load_vocabulary
+from pgat_hf.data.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
+from pgat_hf.data.vocabulary import load_vocabulary
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config-name", default=None,
                         help="config name (folder source: default the folder's name; one-config sources only)")
     parser.add_argument("--prompts", metavar="FILE", default=None,
-                        help="prompt vocabulary YAML (default: pgat_hf/vocabularies/default.yaml)")
+                        help="prompt vocabulary YAML (default: pgat_hf/data/vocabularies/default.yaml)")
     parser.add_argument("--validate", action="store_true", help="check the built folder afterwards")
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", default=None,
                         help="upload the folder as a Hub dataset repo (needs a token with write access)")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.push_to_hub:
-        from pgat_hf.converters.hub import push_dataset_folder
+        from pgat_hf.data.converters.hub import push_dataset_folder
 
         print(f"pushed to {push_dataset_folder(args.out, args.push_to_hub, private=args.private)}")
     return 0

@@ -18,7 +18,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgat_hf.synthetic import generate_synthetic_dataset, preview_grid
+from pgat_hf.data.synthetic import generate_synthetic_dataset, preview_grid
 
 
 def main(argv: list[str] | None = None) -> str:

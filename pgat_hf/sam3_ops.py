@@ -121,8 +121,48 @@ def mask_to_instances(mask: np.ndarray, min_area: int = 0) -> np.ndarray:
     return new_ids[labels]
 
 
-def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """Binary HxW -> the same mask without 8-connected components under `min_area` pixels."""
-    if min_area <= 1:
-        return np.asarray(mask, bool)
-    return mask_to_instances(mask, min_area) > 0
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+
+
+def read_preprocessing(name_or_path: str, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> dict:
+    """A checkpoint's input size and normalisation: {"size", "mean", "std"} from its
+    preprocessor_config.json (a folder or Hub repo), each missing entry taken from the arguments.
+
+    The one reader of that file: training, evaluation, the pipeline and the card all call it.
+    `size` may be {"height": S, "width": S}, {"shortest_edge": S} or S (CLIPSeg's configs differ).
+    """
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(name_or_path, PREPROCESSOR_CONFIG, _raise_exceptions_for_missing_entries=False) \
+        if name_or_path else None
+    config = {}
+    if path:
+        with open(path) as handle:
+            config = json.load(handle)
+    saved = config.get("size")
+    if isinstance(saved, dict):
+        saved = saved.get("height", saved.get("shortest_edge"))
+    return {"size": int(saved or size), "mean": tuple(config.get("image_mean", mean)),
+            "std": tuple(config.get("image_std", std))}
+
+
+def upsample_probability(logits: torch.Tensor, image_size: tuple[int, int]) -> np.ndarray:
+    """One prompt's mask logits [h, w] at the model's resolution -> probability [H, W] float32 at
+    the image's size (W, H): bilinear upsampling of the logits, then the sigmoid."""
+    width, height = image_size
+    upsampled = torch.nn.functional.interpolate(logits.float()[None, None], size=(height, width), mode="bilinear",
+                                                align_corners=False)[0, 0]
+    return upsampled.sigmoid().cpu().numpy()
+
+
+def prompt_instances(probability: np.ndarray, presence: float, threshold: float, presence_threshold: float,
+                     min_area: int) -> np.ndarray:
+    """One prompt's probability [H, W] -> its instance map [H, W] int32 (0 = background), as a user
+    gets it: pixels > threshold, no mask at all when the presence probability is under
+    presence_threshold, components under min_area pixels dropped. Nothing is ensembled across prompts."""
+    mask = probability > threshold
+    if presence < presence_threshold:
+        mask[:] = False
+    return mask_to_instances(mask, min_area=min_area)

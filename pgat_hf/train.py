@@ -26,16 +26,16 @@ from datasets import concatenate_datasets
 from transformers import HfArgumentParser, set_seed
 
 from pgat_hf.atomic import write_json_atomic, write_text_atomic
-from pgat_hf.checkpoints import resolve_resume
-from pgat_hf.collator import PromptGroupCollator
-from pgat_hf.data import load_prompt_dataset, validate_training_rows
-from pgat_hf.evaluation import report_markdown
-from pgat_hf.backends.clipseg import build_tiny_clipseg, load_clipseg
-from pgat_hf.factory import BACKENDS, build_tiny_model, load_pretrained_model, make_segmenter
-from pgat_hf.synthetic import ensure_synthetic_dataset
-from pgat_hf.trainer import PGATTrainer
-from pgat_hf.training_args import PGATTrainingArguments
-from pgat_hf.vocabulary import load_vocabulary
+from pgat_hf.training.checkpoints import resolve_resume
+from pgat_hf.training.collator import PromptGroupCollator
+from pgat_hf.data.dataset import load_prompt_dataset, validate_training_rows
+from pgat_hf.evaluation.protocol import report_markdown
+from pgat_hf.models.backends.clipseg import build_tiny_clipseg, load_clipseg
+from pgat_hf.models.factory import BACKENDS, build_tiny_model, load_pretrained_model, make_segmenter
+from pgat_hf.data.synthetic import ensure_synthetic_dataset
+from pgat_hf.training.trainer import PGATTrainer
+from pgat_hf.training.arguments import PGATTrainingArguments
+from pgat_hf.data.vocabulary import load_vocabulary
 
 
 @dataclass
@@ -98,7 +98,7 @@ class DataArguments:
     synthetic_num_validation: int = field(default=0, metadata={"help": "Synthetic validation tiles to generate."})
     prompts_file: str | None = field(
         default=None, metadata={"help": "Prompt vocabulary YAML for the synthetic set (default: the shipped one, "
-                                        "pgat_hf/vocabularies/default.yaml)."}
+                                        "pgat_hf/data/vocabularies/default.yaml)."}
     )
     synthetic_seed: int = field(default=0, metadata={"help": "Seed of the synthetic generator."})
     synthetic_image_size: int = field(default=128, metadata={"help": "Side of the generated synthetic tiles."})
@@ -229,8 +229,8 @@ def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int
 def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]) -> None:
     """pgat_run.json (what the card and `pgat-hf eval` read: base model, data, command), the
     Dice-per-quality plot and the model card, beside the checkpoint."""
-    from pgat_hf.model_card import write_model_card
-    from pgat_hf.plots import dice_by_quality
+    from pgat_hf.hub.model_card import write_model_card
+    from pgat_hf.evaluation.plots import dice_by_quality
 
     output_dir = trainer.args.output_dir
     run = {

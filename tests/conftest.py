@@ -20,7 +20,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A real dataset folder on disk: 16 train and 4 test tiles of 64 px."""
-    from pgat_hf.synthetic import generate_synthetic_dataset
+    from pgat_hf.data.synthetic import generate_synthetic_dataset
 
     out = tmp_path_factory.mktemp("synthetic")
     generate_synthetic_dataset(out, num_train=16, num_test=4, image_size=64, seed=0)
@@ -29,7 +29,7 @@ def synthetic_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_splits(synthetic_dir):
-    from pgat_hf.data import load_prompt_dataset
+    from pgat_hf.data.dataset import load_prompt_dataset
 
     return load_prompt_dataset(synthetic_dir, "synthetic")
 
@@ -42,9 +42,11 @@ def trained_checkpoint(synthetic_splits, tmp_path_factory):
     """
     import json
 
-    from pgat_hf import PGATTrainer, PGATTrainingArguments, PromptGroupCollator
-    from pgat_hf.factory import build_tiny_model, make_segmenter
-    from pgat_hf.model_card import write_model_card
+    from pgat_hf import PGATTrainer
+    from pgat_hf import PGATTrainingArguments
+    from pgat_hf import PromptGroupCollator
+    from pgat_hf.models.factory import build_tiny_model, make_segmenter
+    from pgat_hf.hub.model_card import write_model_card
 
     folder = tmp_path_factory.mktemp("checkpoint")
     model, tokenizer, image_processor = build_tiny_model(seed=0, hidden_size=16, image_size=64)

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from pgat_hf.data import encode_instance_map, instance_array, write_dataset_repo
-from pgat_hf.synthetic import SYNTHETIC_CATEGORIES, make_synthetic_row
+from pgat_hf.data.dataset import encode_instance_map, instance_array, write_dataset_repo
+from pgat_hf.data.synthetic import SYNTHETIC_CATEGORIES, make_synthetic_row
 from pgat_hf.train import DataArguments, load_splits
-from pgat_hf.training_args import PGATTrainingArguments
+from pgat_hf.training.arguments import PGATTrainingArguments
 
 
 def no_t1_prompts(row):

@@ -2,8 +2,10 @@
 
 import json
 
-from pgat_hf import bench, gpu_check
-from pgat_hf.cli import main as cli_main
+from pgat_hf.commands import bench
+from pgat_hf.commands import step_benchmark
+from pgat_hf.commands import gpu_check
+from pgat_hf.commands.cli import main as cli_main
 
 RATIOS = ("shared_vs_repeated", "shared_vs_separate", "shared_vs_k1", "shared_vs_floor")
 VARIANTS = ("shared", "repeated", "separate", "k1")
@@ -11,10 +13,10 @@ VARIANTS = ("shared", "repeated", "separate", "k1")
 
 def test_bench_writes_ratios_medians_and_memory_per_config(tmp_path, monkeypatch, capsys):
     # A vision-heavy 'mid' shrunk to test size: same code path (ViT wider than the decoder).
-    monkeypatch.setitem(bench.CONFIGS, "mid", bench.BenchConfig("mid", hidden_size=16, image_size=64,
+    monkeypatch.setitem(step_benchmark.CONFIGS, "mid", step_benchmark.BenchConfig("mid", hidden_size=16, image_size=64,
                                                                  vision_layers=2, vision_hidden_size=64,
                                                                  batch_size=1, text_length=8))
-    monkeypatch.setitem(bench.CONFIGS, "tiny", bench.BenchConfig("tiny", hidden_size=16, image_size=64,
+    monkeypatch.setitem(step_benchmark.CONFIGS, "tiny", step_benchmark.BenchConfig("tiny", hidden_size=16, image_size=64,
                                                                   text_length=8))
     path = tmp_path / "bench.json"
     assert cli_main(["bench", "--configs", "tiny,mid", "--repeats", "1", "--warmup", "0", "--data-steps", "2", "--data-image-size", "64",
@@ -35,7 +37,7 @@ def test_bench_writes_ratios_medians_and_memory_per_config(tmp_path, monkeypatch
     data = results["data"]
     assert 0 <= data["data_wait_share"] < 1 and data["dataloader_num_workers"] == 0
     # The data-wait share is measured at the demo recipe's batch shape, read from demo.yaml.
-    demo = bench.demo_batch_shape()
+    demo = step_benchmark.demo_batch_shape()
     assert (data["batch_size"], data["groups_per_image"], data["num_prompts"]) == (
         demo["batch_size"], demo["groups_per_image"], demo["num_prompts"])
     out = capsys.readouterr().out
@@ -50,3 +52,7 @@ def test_gpu_check_runs_at_tiny_size_on_cpu(tmp_path, capsys):
     assert result["num_prompts"] == 3 and result["batch_size"] == 1 and result["dtype"] == "bf16"
     out = capsys.readouterr().out
     assert "K=3 shared" in out and "K=3 repeated" in out and "peak MB" in out
+
+
+def test_bench_help_lists_the_benchmark_configs():
+    assert set(bench.CONFIG_NAMES) == set(step_benchmark.CONFIGS)

@@ -3,9 +3,9 @@
 import pytest
 import yaml
 
-from pgat_hf.synthetic import generate_synthetic_dataset
+from pgat_hf.data.synthetic import generate_synthetic_dataset
 from pgat_hf.train import DataArguments, load_splits, parse_args
-from pgat_hf.training_args import PGATTrainingArguments
+from pgat_hf.training.arguments import PGATTrainingArguments
 
 
 def test_misspelt_recipe_key_names_the_file_and_the_closest_key(tmp_path):
@@ -41,3 +41,18 @@ def test_a_comma_list_of_configs_trains_on_their_splits_together(tmp_path):
     assert (len(train), len(validation), len(test)) == (7, 2 + 2, 3)  # b has no validation split: its test
     with pytest.raises(FileNotFoundError, match="lists no config 'c'"):
         load_splits(DataArguments(dataset_path=str(data), dataset_config="a,c"), args)
+
+
+def test_help_imports_neither_torch_nor_transformers():
+    """`pgat-hf --help` and the light subcommands' help load no heavy module (fast on any machine)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from pgat_hf.commands.cli import main\n"
+             "for argv in ([], ['eval', '--help'], ['compare', '--help'], ['bench', '--help'], ['card', '--help'], ['push', '--help']):\n"
+             "    try: main(argv)\n"
+             "    except SystemExit: pass\n"
+             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "--max-images" in result.stdout and "--sweep" in result.stdout and "--repo" in result.stdout

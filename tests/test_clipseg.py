@@ -4,11 +4,13 @@ and the trainer and the robustness evaluator run on it."""
 import pytest
 import torch
 
-from pgat_hf import PGATTrainer, PGATTrainingArguments, PromptGroupCollator
-from pgat_hf.backends.clipseg import (ALWAYS_PRESENT_LOGIT, CLIPSEG_IMAGE_MEAN, CLIPSEG_IMAGE_SIZE, CLIPSegBackend,
+from pgat_hf import PGATTrainer
+from pgat_hf import PGATTrainingArguments
+from pgat_hf import PromptGroupCollator
+from pgat_hf.models.backends.clipseg import (ALWAYS_PRESENT_LOGIT, CLIPSEG_IMAGE_MEAN, CLIPSEG_IMAGE_SIZE, CLIPSegBackend,
                                       build_tiny_clipseg, load_clipseg, tiny_clipseg_config)
-from pgat_hf.evaluation import evaluate_robustness
-from pgat_hf.modeling import PromptGroupSegmenter
+from pgat_hf.evaluation.protocol import evaluate_robustness
+from pgat_hf.models.modeling import PromptGroupSegmenter
 
 TEXTS = ["nuclei", "all cell nuclei", "segment every nucleus", "inflammatory nuclei",
          "lymphocytes", "delineate every immune cell nucleus"]
@@ -163,8 +165,8 @@ def test_clipseg_end_to_end_train_card_eval_and_pipeline(synthetic_dir, tmp_path
     from transformers import pipeline
 
     import pgat_hf  # noqa: F401  (registers the task)
-    from pgat_hf.factory import load_segmenter
-    from pgat_hf.inference import predict_masks
+    from pgat_hf.models.factory import load_segmenter
+    from pgat_hf.models.inference import predict_masks
     from pgat_hf.train import main as train_main
 
     out = tmp_path / "clipseg"

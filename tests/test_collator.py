@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from pgat_hf.collator import PromptGroupCollator
-from pgat_hf.data import class_array, group_mask, instance_array
-from pgat_hf.image_processing import NucleiImageProcessor
-from pgat_hf.prompts import prompt_vocabulary
-from pgat_hf.tokenizer import train_word_tokenizer
+from pgat_hf.training.collator import PromptGroupCollator
+from pgat_hf.data.dataset import class_array, group_mask, instance_array
+from pgat_hf.models.image_processing import NucleiImageProcessor
+from pgat_hf.data.prompts import prompt_vocabulary
+from pgat_hf.models.tokenizer import train_word_tokenizer
 
 
 @pytest.fixture(scope="module")

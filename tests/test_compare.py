@@ -6,7 +6,8 @@ import json
 import pytest
 import yaml
 
-from pgat_hf.compare import aggregate, load_sweep, main as compare_main, mapping_to_argv, resolve_contrasts, run_argv
+from pgat_hf.commands.compare import aggregate, load_sweep, main as compare_main, resolve_contrasts, run_argv
+from pgat_hf.train import mapping_to_argv
 
 
 def write_sweep(tmp_path, synthetic_dir):
@@ -150,7 +151,8 @@ def test_report_only_pairs_seeds_and_writes_intervals_sentences_and_figures(tmp_
     assert ("pgat − baseline, T2 std: −0.010 [−0.010, −0.010] over 3 seeds: the interval excludes 0 and resolves "
             "0.02.") in markdown
     assert ("pgat: validation T2 Dice 0.600 at step 100, 0.700 at the last step 200 "
-            "(change over the last half: +0.100)") in markdown
+            "(change over the last half: +0.100, over the last quarter: +0.033: still changing)") in markdown
+    assert "baseline: validation T2 Dice 0.500 at step 100, 0.530 at the last step 200" in markdown
 
     from PIL import Image
 

@@ -1,4 +1,4 @@
-"""pgat_hf.converters + dataset_scripts/build.py: every source from a tiny fixture in its real
+"""pgat_hf.data.converters + dataset_scripts/build.py: every source from a tiny fixture in its real
 raw format (npy, .mat via scipy, MoNuSeg XML, label images), reopened with load_dataset.
 
 All fixtures are built here, in-process, from discs and squares whose pixels we know, so derived
@@ -20,11 +20,11 @@ import scipy.io
 from PIL import Image
 from skimage.draw import disk
 
-from pgat_hf.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
-from pgat_hf.converters.tiling import tile_starts
-from pgat_hf.data import class_array, group_mask, has_config, instance_array, load_categories
-from pgat_hf.prompts import HELD_OUT, HELD_OUT_SYNONYM, QUALITIES
-from pgat_hf.vocabulary import default_vocabulary
+from pgat_hf.data.converters import SOURCES, ConversionError, build_source, validate_dataset_folder
+from pgat_hf.data.converters.tiling import tile_starts
+from pgat_hf.data.dataset import class_array, group_mask, has_config, instance_array, load_categories
+from pgat_hf.data.prompts import HELD_OUT, HELD_OUT_SYNONYM, QUALITIES
+from pgat_hf.data.vocabulary import default_vocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS_PER_GROUP = 2 * len(QUALITIES) + 2  # make_prompt_groups defaults: 2 per quality + 2 held out
@@ -349,7 +349,7 @@ def test_rebuild_is_byte_identical_and_fraction_is_seeded(built, tmp_path):
 def test_synthetic_source_joins_a_converted_repo(built, tmp_path, monkeypatch):
     import functools
 
-    import pgat_hf.synthetic as synthetic
+    import pgat_hf.data.synthetic as synthetic
 
     small = functools.partial(synthetic.generate_synthetic_dataset, num_train=2, num_test=1, image_size=32)
     monkeypatch.setattr(synthetic, "generate_synthetic_dataset", small)  # the default is 464 tiles
@@ -489,7 +489,7 @@ def test_build_with_a_prompts_file_works_for_every_source(built, tmp_path, sourc
     if source != "synthetic":
         argv += ["--raw", str(built["raw"] / ("my_slides" if source == "folder" else source))]
     else:  # the synthetic source builds its default 400 + 64 tiles: keep the test small
-        import pgat_hf.synthetic as synthetic
+        import pgat_hf.data.synthetic as synthetic
 
         real = synthetic.generate_synthetic_dataset
         monkeypatch.setattr(synthetic, "generate_synthetic_dataset",
@@ -529,7 +529,7 @@ def test_push_to_hub_uploads_the_folder(built, monkeypatch):
     # Offline: only the two HfApi calls that would reach the Hub are patched.
     from huggingface_hub import HfApi
 
-    from pgat_hf.converters.hub import push_dataset_folder
+    from pgat_hf.data.converters.hub import push_dataset_folder
 
     calls = {}
     monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kw: calls.setdefault("create", (repo_id, kw)))

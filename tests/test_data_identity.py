@@ -2,9 +2,9 @@
 
 import json
 
-from pgat_hf.synthetic import SETTINGS_FILE, ensure_synthetic_dataset, generate_synthetic_dataset
+from pgat_hf.data.synthetic import SETTINGS_FILE, ensure_synthetic_dataset, generate_synthetic_dataset
 from pgat_hf.train import DataArguments, load_splits
-from pgat_hf.training_args import PGATTrainingArguments
+from pgat_hf.training.arguments import PGATTrainingArguments
 
 
 def splits_for(path, tmp_path, **data):

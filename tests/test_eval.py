@@ -8,10 +8,11 @@ import sys
 import pytest
 from PIL import Image
 
-from pgat_hf import eval_cli
-from pgat_hf.evaluation import QUALITY_ORDER, evaluate_robustness, flat_metrics
-from pgat_hf.factory import build_tiny_model, load_segmenter
-from pgat_hf.metrics import INSTANCE_METRIC_NAMES
+from pgat_hf.commands import eval as eval_cli
+from pgat_hf.evaluation import report
+from pgat_hf.evaluation.protocol import QUALITY_ORDER, evaluate_robustness, flat_metrics
+from pgat_hf.models.factory import build_tiny_model, load_segmenter
+from pgat_hf.evaluation.metrics import INSTANCE_METRIC_NAMES
 
 SETTINGS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5, "min_area": 0,
             "presence_threshold": 0.0}
@@ -109,7 +110,7 @@ def test_eval_cli_tables_json_and_plots(checkpoints, synthetic_dir, tmp_path):
 
 
 def test_zero_shot_restricts_table5(checkpoints, synthetic_dir, tmp_path):
-    result = eval_cli.evaluate_models(checkpoints[:1], synthetic_dir, max_images=1, zero_shot=[], grid_tiles=0,
+    result = report.evaluate_models(checkpoints[:1], synthetic_dir, max_images=1, zero_shot=[], grid_tiles=0,
                                       json_path=str(tmp_path / "r.json"), progress=False, tasks=("T1",))
     assert "(no evaluated config is in --zero-shot)" in result["markdown"]
     assert json.loads((tmp_path / "r.json").read_text())["zero_shot_configs"] == []
@@ -146,7 +147,7 @@ def test_a_missing_local_path_that_looks_like_a_hub_id_fails_without_the_hub(syn
                                                                             capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs").mkdir()
-    assert eval_cli._missing_folder("outputs/nope") and not eval_cli._missing_folder("some-org/some-model")
+    assert report._missing_folder("outputs/nope") and not report._missing_folder("some-org/some-model")
     import huggingface_hub
 
     def no_hub(*args, **kwargs):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pgat_hf.checkpoints import COMPLETE_MARKER, resolve_resume
+from pgat_hf.training.checkpoints import COMPLETE_MARKER, resolve_resume
 
 TESTS = Path(__file__).resolve().parent
 
@@ -22,8 +22,8 @@ CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from transformers import Trainer, TrainerCallback
-    import pgat_hf.trainer as trainer_module
-    from pgat_hf.data import load_prompt_dataset
+    import pgat_hf.training.trainer as trainer_module
+    from pgat_hf.data.dataset import load_prompt_dataset
     from test_trainer import make_trainer
 
     MOMENT = {moment!r}
@@ -149,7 +149,8 @@ def test_an_explicit_incomplete_checkpoint_is_refused(tmp_path):
 # ------------------------------------------------------------------------------------------
 EVAL_CHILD = textwrap.dedent("""
     import os, signal, sys
-    import pgat_hf.eval_cli as eval_cli
+    import pgat_hf.commands.eval as eval_cli
+    import pgat_hf.evaluation.report as report
     import pgat_hf.atomic as atomic
 
     MOMENT = {moment!r}
@@ -157,11 +158,11 @@ EVAL_CHILD = textwrap.dedent("""
         os.kill(os.getpid(), signal.SIGKILL)
 
     if MOMENT == "mid_evaluation":
-        original = eval_cli.evaluate_robustness
+        original = report.evaluate_robustness
         def patched(*args, **kwargs):
             result = original(*args, **kwargs)
             die()
-        eval_cli.evaluate_robustness = patched
+        report.evaluate_robustness = patched
     else:
         original_write = atomic.write_text_atomic
         calls = []
@@ -176,7 +177,7 @@ EVAL_CHILD = textwrap.dedent("""
             if MOMENT == "before_report" and str(path).endswith("eval_report.md"):
                 die()
             return original_write(path, text)
-        eval_cli.write_text_atomic = patched_write
+        report.write_text_atomic = patched_write
     sys.exit(eval_cli.main({argv!r}))
 """)
 
@@ -205,7 +206,7 @@ def test_killed_evaluation_leaves_no_report_that_claims_it_finished(moment, trai
         elif path.suffix == ".png":
             Image.open(path).verify()
     # Rerun to the end: every file, the report last.
-    assert subprocess.run([sys.executable, "-m", "pgat_hf.eval_cli", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
+    assert subprocess.run([sys.executable, "-m", "pgat_hf.commands.eval", *argv], env={**os.environ, "OMP_NUM_THREADS": "1"},
                           capture_output=True, text=True, timeout=600).returncode == 0
     results = json.loads((out / "eval_results.json").read_text())
     records = (out / "records.jsonl").read_text().splitlines()
@@ -216,7 +217,7 @@ def test_killed_evaluation_leaves_no_report_that_claims_it_finished(moment, trai
 BUILD_CHILD = textwrap.dedent("""
     import os, signal
     import datasets
-    from pgat_hf.synthetic import generate_synthetic_dataset
+    from pgat_hf.data.synthetic import generate_synthetic_dataset
 
     original = datasets.Dataset.to_parquet
     calls = []
@@ -232,8 +233,8 @@ BUILD_CHILD = textwrap.dedent("""
 
 
 def test_killed_dataset_build_leaves_no_config_that_looks_complete(tmp_path):
-    from pgat_hf.data import has_config, load_prompt_dataset
-    from pgat_hf.synthetic import ensure_synthetic_dataset
+    from pgat_hf.data.dataset import has_config, load_prompt_dataset
+    from pgat_hf.data.synthetic import ensure_synthetic_dataset
 
     out = tmp_path / "data"
     child = subprocess.run([sys.executable, "-c", BUILD_CHILD.format(out=str(out))], capture_output=True, text=True,

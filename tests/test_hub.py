@@ -17,8 +17,8 @@ import torch
 from huggingface_hub import HfApi, ModelCard
 from safetensors.torch import save_file
 
-from pgat_hf.cli import main as cli_main
-from pgat_hf.push import REMOTE_TASK, stage_upload
+from pgat_hf.commands.cli import main as cli_main
+from pgat_hf.hub.push import REMOTE_TASK, stage_upload
 
 REPO_ID = "pgat-test/tiny-demo"
 PROMPTS = ["all nuclei", "inflammatory nuclei"]
@@ -184,7 +184,7 @@ def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
 
 
 def test_card_lists_the_loss_settings_that_apply():
-    from pgat_hf.model_card import card_hyperparameters
+    from pgat_hf.hub.model_card import card_hyperparameters
 
     focal = dict(card_hyperparameters({"mask_loss": "focal", "mask_loss_weight": 20.0, "dice_loss_weight": 1.0,
                                        "bce_pos_weight": 3.0, "max_steps": 1000, "num_train_epochs": 3}))
@@ -198,7 +198,7 @@ def test_card_lists_the_loss_settings_that_apply():
 def test_he_figure_on_the_real_stardist_tile(trained_checkpoint, tmp_path):
     from PIL import Image
 
-    from pgat_hf.showcase import load_he_tile, render_he_figure
+    from pgat_hf.hub.showcase import load_he_tile, render_he_figure
 
     tile = load_he_tile()
     assert tile.shape == (300, 300, 3) and tile.dtype == np.uint8 and tile.std() > 10  # real tissue, not blank

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE_DATA = ("pgat_hf/templates/model_card.md", "pgat_hf/vocabularies/default.yaml", "pgat_hf/recipes/demo.yaml",
+PACKAGE_DATA = ("pgat_hf/hub/templates/model_card.md", "pgat_hf/data/vocabularies/default.yaml", "pgat_hf/recipes/demo.yaml",
                 "pgat_hf/recipes/robustness.yaml", "pgat_hf/models/text_vectors/minilm_static.safetensors",
                 "pgat_hf/models/text_vectors/tokenizer.json")
 

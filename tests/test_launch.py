@@ -71,7 +71,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, on
     assert two.keys() == one.keys()
     worst = max((two[k].float() - one[k].float()).abs().max().item() for k in one)
     assert worst < 1e-5, worst
-    from pgat_hf.factory import build_tiny_model
+    from pgat_hf.models.factory import build_tiny_model
 
     start, _, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64)
     moved = max((one[k].float() - v.float()).abs().max().item() for k, v in start.state_dict().items() if k in one)
@@ -100,7 +100,7 @@ def test_accelerate_configs_parse(name, kind):
 
 KILL_BEFORE_MARKER = '''
 import os, signal, sys
-import pgat_hf.trainer as trainer_module
+import pgat_hf.training.trainer as trainer_module
 original = trainer_module.write_complete_marker
 def die_before_marker(folder, step):
     if step == 4:  # rank 0, every file of checkpoint-4 written by both processes, no marker yet

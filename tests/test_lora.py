@@ -8,9 +8,9 @@ import torch
 from test_trainer import StopAfter, make_trainer, snapshot
 from transformers import Sam3Model
 
-from pgat_hf.factory import build_tiny_model, load_merged_adapter, make_segmenter
-from pgat_hf.lora import ALL_PARTS, LORA_TARGET_PRESETS, resolve_lora_parts
-from pgat_hf.training_args import PGATTrainingArguments
+from pgat_hf.models.factory import build_tiny_model, load_merged_adapter, make_segmenter
+from pgat_hf.models.lora import ALL_PARTS, LORA_TARGET_PRESETS, resolve_lora_parts
+from pgat_hf.training.arguments import PGATTrainingArguments
 
 LORA = dict(use_peft=True, lora_r=4, lora_alpha=8.0, learning_rate=1e-2)
 

@@ -1,11 +1,11 @@
-"""Each loss of pgat_hf.losses against hand-computed values on tiny tensors."""
+"""Each loss of pgat_hf.training.losses against hand-computed values on tiny tensors."""
 
 import math
 
 import pytest
 import torch
 
-from pgat_hf.losses import (
+from pgat_hf.training.losses import (
     bce_loss,
     consistency_loss,
     dice_loss,
@@ -335,8 +335,8 @@ def test_pgat_objective_unknown_modes():
 def test_one_loss_object_for_the_trainer_and_the_bench(tmp_path):
     """PGATLoss.from_args is what PGATTrainer.compute_loss and `pgat-hf bench` both call, with the
     demo recipe's weights (focal × 20 + dice + presence, softmin λ=1, β=0.1)."""
-    from pgat_hf import bench
-    from pgat_hf.losses import PGATLoss, pgat_objective, segmentation_loss
+    from pgat_hf.commands import step_benchmark as bench
+    from pgat_hf.training.losses import PGATLoss, pgat_objective, segmentation_loss
     from pgat_hf.train import parse_args
 
     _, _, demo = parse_args(["--config", "pgat_hf/recipes/demo.yaml", "--output_dir", str(tmp_path)])

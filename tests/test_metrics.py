@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pgat_hf import metrics
-from pgat_hf.metrics import aji, aji_plus, detection_f1, dice, iou, panoptic_quality, pooled_dice, pooled_iou
+from pgat_hf.evaluation import metrics
+from pgat_hf.evaluation.metrics import aji, aji_plus, detection_f1, dice, iou, panoptic_quality, pooled_dice, pooled_iou
 
 
 def canvas():
@@ -141,7 +141,7 @@ def test_group_robustness():
 
 def test_evaluate_module_offline(two_nuclei, monkeypatch):
     evaluate = pytest.importorskip("evaluate")
-    from pgat_hf.evaluate_metrics import NUCLEI_SEGMENTATION
+    from pgat_hf.evaluation.evaluate_metrics import NUCLEI_SEGMENTATION
 
     monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
     metric = evaluate.load(NUCLEI_SEGMENTATION)

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from pgat_hf.backends.sam3 import tiny_sam3_config
-from pgat_hf.factory import build_tiny_model, make_segmenter
+from pgat_hf.models.backends.sam3 import tiny_sam3_config
+from pgat_hf.models.factory import build_tiny_model, make_segmenter
 
 
 @pytest.fixture(scope="module")

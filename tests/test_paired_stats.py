@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pgat_hf.paired_stats import excludes_zero, paired_difference, resolves
+from pgat_hf.evaluation.paired_stats import excludes_zero, paired_difference, resolves
 
 
 def test_three_seeds_give_the_hand_computed_t_interval():

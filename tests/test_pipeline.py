@@ -9,9 +9,9 @@ from PIL import Image
 from transformers import pipeline
 
 import pgat_hf  # noqa: F401  (registers the task)
-from pgat_hf.eval_cli import load_model
-from pgat_hf.inference import predict_masks, predict_probabilities
-from pgat_hf.sam3_ops import drop_small_components
+from pgat_hf.evaluation.report import load_model
+from pgat_hf.models.inference import predict_instances, predict_masks, predict_probabilities
+from pgat_hf.sam3_ops import mask_to_instances
 
 PROMPTS = ["all nuclei", "inflammatory nuclei", "segment every neoplastic cell nucleus"]
 
@@ -60,8 +60,10 @@ def test_masks_are_the_evaluators_masks(seg, tile, trained_checkpoint):
     _, segmenter, tokenizer, image_processor = trained_checkpoint
     probabilities, presence = predict_probabilities(segmenter, image_processor, tokenizer, tile, PROMPTS)
     results = seg(tile, prompts=PROMPTS)
+    instances, _ = predict_instances(segmenter, image_processor, tokenizer, tile, PROMPTS)
     for index, result in enumerate(results):
         np.testing.assert_array_equal(np.asarray(result["mask"]) > 0, probabilities[index] > 0.5)
+        np.testing.assert_array_equal(result["label_map"], instances[index][1])
         assert result["score"] == pytest.approx(float(presence[index]), abs=1e-5)
 
 
@@ -141,7 +143,11 @@ def test_bad_images_raise_clear_errors(seg, tmp_path):
         seg(12, prompts="all nuclei")
 
 
-def test_drop_small_components_counts_diagonal_neighbours():
+def drop_small_components(mask, min_area):
+    return mask_to_instances(mask, min_area) > 0
+
+
+def test_min_area_counts_diagonal_neighbours():
     mask = np.zeros((8, 8), bool)
     mask[0, 0] = mask[1, 1] = mask[2, 2] = True  # one 3-pixel component, joined corner to corner
     mask[5:7, 4:8] = True  # 8 pixels
@@ -194,20 +200,20 @@ def test_checkpoint_post_processing_is_the_pipelines_and_the_evaluators_default(
 
 def test_truncated_and_unknown_prompts_are_named_in_a_warning(seg, tile, caplog):
     long_prompt = "segment " + " ".join(["every inflammatory nucleus"] * 20)
-    with caplog.at_level("WARNING", logger="pgat_hf.pipeline"):
+    with caplog.at_level("WARNING", logger="pgat_hf.hub.pipeline"):
         results = seg(tile, prompts=["all nuclei", long_prompt, "細胞核"])
-    messages = [r.getMessage() for r in caplog.records if r.name == "pgat_hf.pipeline"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "pgat_hf.hub.pipeline"]
     assert len(results) == 3 and len(messages) == 2
     assert repr(long_prompt) in messages[0] and "has 63 tokens; the model reads the first 32" in messages[0]
     assert "'細胞核' is made only of tokens the tokenizer does not know" in messages[1]
     caplog.clear()
-    with caplog.at_level("WARNING", logger="pgat_hf.pipeline"):
+    with caplog.at_level("WARNING", logger="pgat_hf.hub.pipeline"):
         seg(tile, prompts=["lymphoid nuclei", "noyaux"])  # unseen words, all known WordPiece tokens
-    assert not [r for r in caplog.records if r.name == "pgat_hf.pipeline"]
+    assert not [r for r in caplog.records if r.name == "pgat_hf.hub.pipeline"]
 
 
 def test_sixteen_bit_grey_images_are_converted_as_build_py_converts_them(seg, tmp_path):
-    from pgat_hf.converters.readers import read_rgb
+    from pgat_hf.data.converters.readers import read_rgb
 
     grey = (np.random.default_rng(0).random((48, 40)) * 3000 + 500).astype(np.uint16)  # fluorescence-like range
     path = tmp_path / "fluorescence.tif"

@@ -1,10 +1,10 @@
-"""pgat_hf.prompts: seeded prompt groups, quality labels, held-out pool, vocabulary."""
+"""pgat_hf.data.prompts: seeded prompt groups, quality labels, held-out pool, vocabulary."""
 
 import random
 
 import pytest
 
-from pgat_hf.prompts import (
+from pgat_hf.data.prompts import (
     CATEGORY_SYNONYMS,
     HELD_OUT,
     HELD_OUT_SYNONYM,
@@ -65,7 +65,7 @@ def test_present_none_means_all_present_and_length_is_checked():
 
 
 def test_t2_prompts_name_the_category():
-    from pgat_hf.vocabulary import default_vocabulary
+    from pgat_hf.data.vocabulary import default_vocabulary
 
     for group in make_prompt_groups(CATEGORIES, None, seed=5)[1:]:
         entry = default_vocabulary().category(group["category"])

@@ -1,4 +1,4 @@
-"""pgat_hf.synthetic + pgat_hf.data: tiles, dataset folder round trip, validation, determinism."""
+"""pgat_hf.data.synthetic + pgat_hf.data.dataset: tiles, dataset folder round trip, validation, determinism."""
 
 import hashlib
 import time
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pgat_hf.data import (
+from pgat_hf.data.dataset import (
     FEATURES,
     class_array,
     encode_class_map,
@@ -21,7 +21,7 @@ from pgat_hf.data import (
     validate_row,
     write_dataset_repo,
 )
-from pgat_hf.synthetic import (
+from pgat_hf.data.synthetic import (
     SYNTHETIC_CATEGORIES,
     ensure_synthetic_dataset,
     generate_synthetic_dataset,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Sam3Model
 
-from pgat_hf.factory import build_tiny_model
+from pgat_hf.models.factory import build_tiny_model
 from pgat_hf.models import text_side
 
 UNSEEN = ["mitotic nuclei", "xyzzy nuclei", "noyaux", "tumour-infiltrating lymphocytes", "zzzz qqqq",
@@ -41,7 +41,7 @@ def test_tiny_model_holds_the_table_frozen_and_reloads_as_a_stock_model(tmp_path
     assert torch.equal(reloaded.text_encoder.text_model.embeddings.token_embedding.weight, embedding)
     assert AutoTokenizer.from_pretrained(tmp_path)("lymphoid nuclei")["input_ids"] == tokenizer("lymphoid nuclei")["input_ids"]
     # pgat_hf's loader keeps the table frozen when a saved checkpoint is trained further.
-    from pgat_hf.factory import load_pretrained_model
+    from pgat_hf.models.factory import load_pretrained_model
 
     loaded, _, _ = load_pretrained_model(str(tmp_path))
     assert not loaded.text_encoder.text_model.embeddings.token_embedding.weight.requires_grad
@@ -50,7 +50,7 @@ def test_tiny_model_holds_the_table_frozen_and_reloads_as_a_stock_model(tmp_path
 def test_static_vectors_keep_meaning_for_synonyms_no_template_uses():
     """Each held-out synonym of the shipped vocabulary (mean of its tokens' vectors) is closest
     to a training synonym of its own category."""
-    from pgat_hf.vocabulary import default_vocabulary
+    from pgat_hf.data.vocabulary import default_vocabulary
 
     table = text_side.load_table(text_side.TABLE_DIMS).numpy()
     tokenizer = text_side.load_tokenizer()

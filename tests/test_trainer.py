@@ -7,8 +7,10 @@ import pytest
 import torch
 from transformers import Sam3Model, TrainerCallback
 
-from pgat_hf import PGATTrainer, PGATTrainingArguments, PromptGroupCollator
-from pgat_hf.factory import build_tiny_model, make_segmenter
+from pgat_hf import PGATTrainer
+from pgat_hf import PGATTrainingArguments
+from pgat_hf import PromptGroupCollator
+from pgat_hf.models.factory import build_tiny_model, make_segmenter
 
 LOGGED_TERMS = ("loss", "seg_loss", "group_loss", "consistency_loss", "min_prompt_weight", "mask_loss",
                 "dice_loss", "presence_loss", "resampled_groups")

@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from pgat_hf.prompts import make_prompt_groups
-from pgat_hf.vocabulary import (DEFAULT_VOCABULARY, HELD_OUT_SYNONYM, VocabularyError, default_vocabulary,
+from pgat_hf.data.prompts import make_prompt_groups
+from pgat_hf.data.vocabulary import (DEFAULT_VOCABULARY, HELD_OUT_SYNONYM, VocabularyError, default_vocabulary,
                                 load_vocabulary)
 
 

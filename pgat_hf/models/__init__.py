@@ -1,1 +1,2 @@
-"""Model-side building blocks: the pretrained static text side of the embedded model."""
+"""Models: the SAM3 and CLIPSeg backends, the segmenter wrapper, its tokenizer, text side, image
+preprocessing and LoRA, and inference (one image, P prompts -> P masks). Imports only `data`."""

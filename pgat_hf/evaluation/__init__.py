@@ -1,0 +1,2 @@
+"""Evaluation: the per-prompt robustness protocol, metrics, paired statistics and plots.
+Imports `data` and `models`."""

@@ -1,0 +1,2 @@
+"""Hub: the `pipeline` task (and its remote-code copy), the model card and its template, the upload.
+Imports `data`, `models` and `evaluation`."""

@@ -1,0 +1,242 @@
+"""`pipeline("text-guided-nuclei-segmentation")`: an H&E tile and sentences in, nucleus masks out.
+
+    seg = pipeline("text-guided-nuclei-segmentation", model="outputs/pgat-demo")   # after `import pgat_hf`
+    seg(image, prompts=["all nuclei", "inflammatory nuclei"])   # -> one dict per prompt
+
+Each result: `prompt`; `mask` (PIL "L", 0/255, the input image's size); `score` (presence
+probability); `label_map` (int32 HxW instance ids, 0 = background: connected components of the
+mask); `instances` (per nucleus: id, bbox [x0, y0, x1, y1] in pixels, area, mean mask
+probability as score). All prompts of one image share one vision pass.
+
+This file imports only torch, numpy, PIL, transformers and `.sam3_ops`, so `pgat-hf push` can ship
+it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from transformers import CLIPSegForImageSegmentation, Pipeline
+
+from ..sam3_ops import (
+    INFERENCE_DEFAULTS,
+    decode_prompts,
+    intensities_to_uint8,
+    preprocess_image,
+    prompt_instances,
+    read_preprocessing,
+    repeat_vision_features,
+    upsample_probability,
+)
+
+TASK = "text-guided-nuclei-segmentation"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIPSeg's normalisation when a checkpoint names none
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIPSEG_PRESENCE_LOGIT = 10.0  # CLIPSeg has no presence head: "always present", as its training backend says
+logger = logging.getLogger(__name__)
+
+
+def prompt_warnings(tokenizer, prompts: list[str], max_length: int) -> list[str]:
+    """What the tokenizer changes about a prompt that the user should know: one line per prompt.
+
+    A prompt longer than `max_length` tokens (special tokens included) is cut; a prompt made only
+    of unknown tokens reaches the model as `[UNK]`s, which carry no meaning.
+    """
+    notes = []
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    for prompt, ids in zip(prompts, tokenizer(prompts, truncation=False, verbose=False)["input_ids"]):
+        if len(ids) > max_length:
+            notes.append(f"prompt {prompt!r} has {len(ids)} tokens; the model reads the first {max_length}")
+        words = [i for i in ids if i not in special]
+        if tokenizer.unk_token_id is not None and words and all(i == tokenizer.unk_token_id for i in words):
+            notes.append(f"prompt {prompt!r} is made only of tokens the tokenizer does not know: its mask is a guess")
+    return notes
+
+
+def load_image(image) -> Image.Image:
+    """PIL image, path or HxW / HxWx1 / HxWx3 / HxWx4 array -> RGB PIL image; clear errors otherwise.
+
+    Accepts what `build.py` accepts, converted the same way (`sam3_ops.intensities_to_uint8`):
+    8-bit images as they are, 16/32-bit or float grey images (fluorescence TIFFs) min-max
+    stretched to 8 bits, grey repeated to RGB.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = os.fspath(image)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (OSError, SyntaxError) as error:
+            raise ValueError(f"cannot read image {path}: {error}") from error
+    if isinstance(image, Image.Image) and image.mode not in ("RGB", "RGBA", "L", "P", "CMYK", "YCbCr", "LA"):
+        if image.mode == "1":
+            raise ValueError("image mode '1' is a binary mask, not an image; pass an H&E tile")
+        image = np.asarray(image)  # 16/32-bit integer or float grey: converted as build.py does
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+            raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+            raise ValueError(f"image array must hold integer or float intensities, got {image.dtype}")
+        if not np.isfinite(image).all():
+            raise ValueError("image array holds NaN or infinite values")
+        array = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        image = Image.fromarray(np.ascontiguousarray(intensities_to_uint8(array)))
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image must be a PIL image, a path or an array, got {type(image).__name__}")
+    return image.convert("RGB")
+
+
+def check_prompts(prompts) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise ValueError("prompts must be a non-empty string or a non-empty list of strings")
+    for prompt in prompts:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"every prompt must be a non-empty string, got {prompt!r}")
+    return list(prompts)
+
+
+class TextGuidedNucleiSegmentationPipeline(Pipeline):
+    """Text-guided nuclei segmentation with a stock `Sam3Model` checkpoint (see module docstring)."""
+
+    _load_tokenizer = True
+    _load_image_processor = False  # Sam3ImageProcessor needs torchvision; preprocessing is sam3_ops
+    _load_processor = False
+    _load_feature_extractor = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.is_clipseg = self.model.config.model_type == "clipseg"
+        if self.is_clipseg and not isinstance(self.model, CLIPSegForImageSegmentation):
+            # AutoModel maps a CLIPSeg config to CLIPSegModel, which has no decoder: load the segmenter.
+            self.model = CLIPSegForImageSegmentation.from_pretrained(self.model.name_or_path).to(self.device).eval()
+        self.settings = {**INFERENCE_DEFAULTS, **(getattr(self.model.config, "pgat_inference", None) or {})}
+        self.preprocessing = self._read_preprocessing()
+
+    def _read_preprocessing(self) -> dict:
+        """Input size and normalisation from preprocessor_config.json beside the weights (model defaults else)."""
+        if self.is_clipseg:
+            return read_preprocessing(getattr(self.model, "name_or_path", ""), int(self.model.config.vision_config.image_size),
+                                      CLIP_MEAN, CLIP_STD)
+        return read_preprocessing(getattr(self.model, "name_or_path", ""),
+                                  int(self.model.config.vision_config.backbone_config.image_size))
+
+    def _sanitize_parameters(self, prompts=None, threshold=None, presence_threshold=None, min_instance_area=None,
+                             prompt_batch_size=None, **unused):
+        preprocess_params, forward_params, postprocess_params = {}, {}, {}
+        if prompts is not None:
+            preprocess_params["prompts"] = prompts
+        if prompt_batch_size is not None:
+            forward_params["prompt_batch_size"] = prompt_batch_size
+        if threshold is not None:
+            postprocess_params["threshold"] = threshold
+        if presence_threshold is not None:
+            postprocess_params["presence_threshold"] = presence_threshold
+        if min_instance_area is not None:
+            postprocess_params["min_instance_area"] = min_instance_area
+        return preprocess_params, forward_params, postprocess_params
+
+    def __call__(self, images, prompts=None, **kwargs):
+        """images: one image (PIL, path, uint8 array) or a list; prompts: a string or a list of strings.
+
+        One image -> a list of dicts, one per prompt (a single dict when prompts is a string);
+        a list of images -> a list of such results. Call parameters: threshold (mask probability,
+        default the checkpoint's), presence_threshold (empty the mask when the presence score is
+        below it; default the checkpoint's), min_instance_area (components under this many pixels are
+        dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size.
+        """
+        if prompts is None:
+            raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
+        check_prompts(prompts)
+        return super().__call__(images, prompts=prompts, **kwargs)
+
+    def preprocess(self, image, prompts=None):
+        rgb = load_image(image)
+        single = isinstance(prompts, str)
+        prompts = check_prompts(prompts)
+        max_length = int(self.settings["max_text_length"])
+        for note in prompt_warnings(self.tokenizer, prompts, max_length):
+            logger.warning(note)
+        tokens = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=max_length,
+                                return_tensors="pt")
+        pixel_values = preprocess_image(rgb, self.preprocessing["size"], self.preprocessing["mean"],
+                                        self.preprocessing["std"])[None]
+        return {"pixel_values": pixel_values, "input_ids": tokens["input_ids"],
+                "attention_mask": tokens["attention_mask"], "prompts": prompts, "single": single,
+                "image_size": rgb.size}
+
+    def _forward(self, model_inputs, prompt_batch_size: int = 16):
+        pixel_values = model_inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
+        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        if self.is_clipseg:  # CLIP's vision activations once, as the CLIPSeg backend shares them in training
+            hidden = self.model.clip.get_image_features(pixel_values=pixel_values, output_hidden_states=True)
+            vision = tuple(hidden.hidden_states[i + 1] for i in self.model.extract_layers)
+        else:
+            vision = self.model.get_vision_features(pixel_values=pixel_values)  # once for every prompt
+        logits, presence = [], []
+        for start in range(0, input_ids.shape[0], prompt_batch_size):
+            ids = input_ids[start:start + prompt_batch_size].to(self.device)
+            mask = attention_mask[start:start + prompt_batch_size].to(self.device)
+            if self.is_clipseg:
+                conditional = self.model.clip.get_text_features(ids, attention_mask=mask).pooler_output
+                chunk_logits = self.model.decoder(tuple(a.expand(ids.shape[0], -1, -1) for a in vision),
+                                                  conditional).logits.reshape(ids.shape[0], *pixel_values.shape[-2:])
+                chunk_presence = chunk_logits.new_full((ids.shape[0],), CLIPSEG_PRESENCE_LOGIT)  # no presence head
+            else:
+                chunk_logits, chunk_presence = decode_prompts(
+                    self.model, repeat_vision_features(vision, ids.shape[0]), ids, mask,
+                    self.settings["mask_source"], int(self.settings["mask_topk"]))
+            logits.append(chunk_logits.float())
+            presence.append(chunk_presence.float())
+        # Logits stay at the model's resolution [P, h, w]; postprocess upsamples one prompt at a
+        # time, so memory grows with the prompt count at h·w, not at the image's size.
+        return {"logits": torch.cat(logits).cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
+                "image_size": model_inputs["image_size"], "prompts": model_inputs["prompts"],
+                "single": model_inputs["single"]}
+
+    def postprocess(self, model_outputs, threshold=None, presence_threshold=None, min_instance_area=None):
+        threshold = float(self.settings["threshold"] if threshold is None else threshold)
+        if presence_threshold is None:
+            presence_threshold = float(self.settings["presence_threshold"])
+        if min_instance_area is None:
+            min_instance_area = int(self.settings["min_area"])
+        results = []
+        for prompt, logits, score in zip(model_outputs["prompts"], model_outputs["logits"],
+                                         model_outputs["presence"].numpy()):
+            probability = upsample_probability(logits, model_outputs["image_size"])  # [H, W] at the input size
+            label_map = prompt_instances(probability, float(score), threshold, presence_threshold, min_instance_area)
+            results.append({
+                "prompt": prompt,
+                "mask": Image.fromarray((label_map > 0).astype(np.uint8) * 255, mode="L"),
+                "score": float(score),
+                "label_map": label_map,
+                "instances": describe_instances(label_map, probability),
+            })
+        return results[0] if model_outputs["single"] else results
+
+
+def describe_instances(label_map: np.ndarray, probability: np.ndarray) -> list[dict]:
+    """Per instance id: bbox [x0, y0, x1, y1] (inclusive-exclusive), area in pixels, mean probability."""
+    count = int(label_map.max())
+    if count == 0:
+        return []
+    ids = label_map.ravel()
+    areas = np.bincount(ids, minlength=count + 1)
+    scores = np.bincount(ids, weights=probability.ravel(), minlength=count + 1) / np.maximum(areas, 1)
+    instances = []
+    for index, box in enumerate(ndimage.find_objects(label_map), start=1):
+        if box is None:
+            continue
+        rows, cols = box
+        instances.append({"id": index, "bbox": [cols.start, rows.start, cols.stop, rows.stop],
+                          "area": int(areas[index]), "score": float(scores[index])})
+    return instances

@@ -1,0 +1,85 @@
+"""Upload a training output folder to the Hub: checkpoint, tokenizer, preprocessing, card, plots.
+
+    pgat-hf push --model outputs/pgat-demo --repo ORG/NAME [--private] [--no-remote-code]
+
+The files are staged in a temporary folder first, so what is sent is exactly what was checked:
+weights as safetensors only (a pickle in the folder stops the push), no trainer checkpoints or
+TensorBoard logs, a card regenerated for the repo id, and (unless --no-remote-code) the pipeline
+code with `custom_pipelines` in config.json, so `pipeline(model=REPO, trust_remote_code=True)`
+works where pgat_hf is not installed.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from pgat_hf.hub.model_card import write_model_card
+from pgat_hf.hub.pipeline import TASK
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+# The Hub repo's remote code, flat at its root: the pipeline and the one pgat_hf module it imports.
+REMOTE_CODE_FILES = {"pipeline.py": PACKAGE_DIR / "hub" / "pipeline.py",
+                     "sam3_ops.py": PACKAGE_DIR / "sam3_ops.py"}
+PACKAGE_IMPORT, FLAT_IMPORT = "from ..sam3_ops import", "from .sam3_ops import"
+# The Hub copy is declared under its own task name: with pgat_hf installed, the registered task
+# `text-guided-nuclei-segmentation` loads the local code without trust_remote_code; a config entry
+# under that same name would make transformers demand trust_remote_code for it.
+REMOTE_TASK = "pgat-remote-nuclei-segmentation"
+UPLOAD_PATTERNS = (
+    "config.json", "*.safetensors", "model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "vocab.json", "merges.txt", "preprocessor_config.json", "README.md", "*.png",
+    "robustness_report.json", "robustness_report.md", "pgat_training_args.json", "pgat_run.json",
+    "adapter_config.json",
+)
+PICKLE_PATTERNS = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.ckpt")
+
+
+def remote_code_files() -> dict[str, str]:
+    """File name -> text of the remote code: pipeline.py's package import rewritten to the flat layout."""
+    files = {name: path.read_text() for name, path in REMOTE_CODE_FILES.items()}
+    if files["pipeline.py"].count(PACKAGE_IMPORT) != 1:
+        raise RuntimeError(f"hub/pipeline.py must import sam3_ops once as {PACKAGE_IMPORT!r}")
+    files["pipeline.py"] = files["pipeline.py"].replace(PACKAGE_IMPORT, FLAT_IMPORT)
+    return files
+
+
+def stage_upload(model_dir: str | Path, repo_id: str, staging_dir: str | Path, remote_code: bool = True) -> list[str]:
+    """Copy what should be uploaded into staging_dir; returns the relative file names, sorted."""
+    source, staging = Path(model_dir), Path(staging_dir)
+    if not (source / "config.json").is_file() or not any(source.glob("*.safetensors")):
+        raise FileNotFoundError(f"{source} is not a checkpoint folder (needs config.json and *.safetensors)")
+    pickles = [p.name for p in source.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in PICKLE_PATTERNS)]
+    if pickles:
+        raise ValueError(f"{source} holds pickle files {pickles}: pgat_hf publishes safetensors only; remove them")
+    staging.mkdir(parents=True, exist_ok=True)
+    write_model_card(source, repo_id=repo_id, out=str(staging / "README.md"))
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.name != "README.md" and any(fnmatch.fnmatch(path.name, p) for p in UPLOAD_PATTERNS):
+            shutil.copy2(path, staging / path.name)
+    if remote_code:
+        for name, text in remote_code_files().items():
+            (staging / name).write_text(text)
+        config = json.loads((staging / "config.json").read_text())
+        config["custom_pipelines"] = {REMOTE_TASK: {
+            "impl": "pipeline.TextGuidedNucleiSegmentationPipeline", "pt": ["AutoModel"], "type": "multimodal"}}
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return sorted(p.name for p in staging.iterdir())
+
+
+def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, remote_code: bool = True,
+                commit_message: str | None = None, token: str | None = None) -> str:
+    """Create the repo if needed and upload the staged folder in one commit; returns the commit URL."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="pgat-push-") as staging:
+        files = stage_upload(model_dir, repo_id, staging, remote_code=remote_code)
+        print(f"uploading {len(files)} files to {repo_id}: {', '.join(files)}")
+        info = api.upload_folder(folder_path=staging, repo_id=repo_id, repo_type="model",
+                                 commit_message=commit_message or f"Upload {TASK} checkpoint with pgat_hf")
+    return str(getattr(info, "commit_url", info))
