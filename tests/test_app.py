@@ -57,6 +57,15 @@ def test_summary_names_the_odd_one_out_and_says_how_robust():
     assert "empty" not in summarize_agreement(names, agreement_matrix([a, a, a]), areas=[16, 16, 16])["sentence"]
 
 
+def test_panel_labels_tell_two_folders_of_one_name_apart(tmp_path):
+    for name in ("pgat/seed0", "baseline/seed0", "other"):
+        (tmp_path / name).mkdir(parents=True)
+    assert explorer.model_labels([str(tmp_path / "pgat/seed0"), str(tmp_path / "baseline/seed0")]) == [
+        "pgat/seed0", "baseline/seed0"]
+    assert explorer.model_labels([str(tmp_path / "other"), "org/model"]) == ["other", "org/model"]
+    assert explorer.model_labels(["org/model", "org/model"]) == ["org/model", "org/model-2"]
+
+
 def test_phrasings_are_one_per_line_with_empty_lines_counted():
     assert parse_phrasings("all nuclei\n\n  every   cell \nALL NUCLEI\n") == (["all nuclei", "every cell"], 1)
     assert parse_phrasings(None) == ([], 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 import re
 
 from tqdm.auto import tqdm
@@ -82,13 +83,17 @@ def resolve_configs(dataset: str, configs: list[str] | None, split: str) -> list
 
 
 def model_labels(names: list[str]) -> list[str]:
-    """Short row labels: a folder's name or a Hub id; repeated labels get -2, -3, ..."""
-    labels, seen = [], {}
-    for name in names:
-        label = os.path.basename(os.path.normpath(name)) if os.path.isdir(name) else name
+    """Short labels: a folder's last part, more of its path while two would read the same
+    (`pgat/seed0`, `baseline/seed0`); a Hub id as it is; labels still equal get -2, -3, ..."""
+    for depth in range(1, 6):
+        labels = ["/".join(Path(name).resolve().parts[-depth:]) if os.path.isdir(name) else name for name in names]
+        if len(set(labels)) == len(labels):
+            return labels
+    seen, unique = {}, []
+    for label in labels:
         seen[label] = seen.get(label, 0) + 1
-        labels.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
-    return labels
+        unique.append(label if seen[label] == 1 else f"{label}-{seen[label]}")
+    return unique
 
 
 def trained_on(name: str) -> list[str] | None:

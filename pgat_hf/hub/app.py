@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from skimage.segmentation import find_boundaries
 
+from pgat_hf.evaluation.report import model_labels
 from pgat_hf.hub.agreement import agreement_matrix, parse_phrasings, summarize_agreement
 
 DEFAULT_MODEL = "outputs/pgat-demo"  # where the README's main command writes the demo checkpoint
@@ -121,7 +122,7 @@ class Explorer:
 
     def __init__(self, models: list[str], load=load_segmenter):
         self.names = list(models)
-        self.labels = [model_label(name) for name in self.names]
+        self.labels = model_labels(self.names)
         self.segmenters = [load(name) for name in self.names]
         self.downloads = Path(tempfile.mkdtemp(prefix="pgat_app_"))
 
@@ -156,7 +157,7 @@ class Explorer:
                        for i, r in enumerate(results, 1)]
             note = f" ({empty} empty line{'s' if empty != 1 else ''} skipped)" if empty else ""
             text_out = f"**{label}** — {summary['sentence']}{note}"
-            outputs += [text_out, gallery, heatmap(phrasings, matrix, f"{label}: pairwise mask agreement"),
+            outputs += [text_out, gallery, heatmap(phrasings, matrix, "pairwise mask agreement (Dice)"),
                         save_downloads(results, call, prefix=f"{index + 1}_")]
         progress(1.0, desc="done")
         return (*outputs, comparison_line(self.labels, means))
@@ -169,11 +170,6 @@ def comparison_line(labels: list[str], means: list[float]) -> str:
     better = labels[0] if difference > 0 else labels[1]
     return (f"Mean pairwise agreement: **{labels[0]} {means[0]:.3f}**, **{labels[1]} {means[1]:.3f}** "
             f"({difference:+.3f}; " + ("equal" if difference == 0 else f"{better} agrees more") + " on this tile).")
-
-
-def model_label(name: str) -> str:
-    path = Path(name)
-    return path.name if path.exists() else name
 
 
 def example_tiles(folder: Path) -> list[str]:
