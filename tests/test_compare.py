@@ -173,3 +173,20 @@ def test_contrasts_default_to_every_run_against_the_first(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "runs": {"a": {}}, "contrasts": [["a", "z"]]}))
     with pytest.raises(ValueError, match="contrast"):
         load_sweep(tmp_path / "bad.yaml")
+
+
+def test_dice_by_held_out_synonym_matches_whole_words():
+    from pgat_hf.commands.compare import synonym_dice, synonyms_markdown
+    from pgat_hf.data.vocabulary import default_vocabulary
+
+    records = [
+        {"quality": "held_out_synonym", "category": "connective", "prompt": "spindle nuclei", "dice": 0.2},
+        {"quality": "held_out_synonym", "category": "connective", "prompt": "all spindle cells", "dice": 0.4},
+        {"quality": "held_out_synonym", "category": "epithelial", "prompt": "segment all ductal nuclei", "dice": 0.9},
+        {"quality": "high", "category": "connective", "prompt": "spindle-shaped nuclei", "dice": 0.0},  # a training prompt
+        {"quality": "held_out_synonym", "category": "connective", "prompt": "spindle-shaped cells", "dice": 0.0},
+    ]
+    table = synonym_dice(records, default_vocabulary())
+    assert table == {("connective", "spindle"): pytest.approx(0.3), ("epithelial", "ductal"): 0.9}
+    markdown = synonyms_markdown({"a": table, "b": {("epithelial", "ductal"): 0.5}})
+    assert "| connective | spindle | 0.300 | – |" in markdown and "| epithelial | ductal | 0.900 | 0.500 |" in markdown
