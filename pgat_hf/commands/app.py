@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +28,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("pgat-hf app needs Gradio: pip install -e '.[app]'", file=sys.stderr)
         return 2
-    model = args.model
-    if model is None:
-        if not Path(explorer.DEFAULT_MODEL, "config.json").is_file():
-            print("pgat-hf app: " + explorer.NO_MODEL_TEXT.replace("**", ""), file=sys.stderr)
-            return 2
-        model = explorer.DEFAULT_MODEL
-    explorer.launch([model] + ([args.compare] if args.compare else []), port=args.port, host=args.host)
+    models = [args.model] if args.model else explorer.demo_models()
+    if not models:
+        print("pgat-hf app: " + explorer.NO_MODEL_TEXT.replace("**", ""), file=sys.stderr)
+        return 2
+    explorer.launch(models + ([args.compare] if args.compare else []), port=args.port, host=args.host)
     return 0
 
 

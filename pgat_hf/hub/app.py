@@ -142,7 +142,7 @@ class Explorer:
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise gr.Error(f"This file cannot be used as a tile: {error}") from error
         tile = np.asarray(rgb)
-        call = self.downloads / f"run{len(list(self.downloads.iterdir())):04d}"
+        call = Path(tempfile.mkdtemp(prefix="run", dir=self.downloads))  # one folder per button press
         outputs, means = [], []
         for index, (label, segmenter) in enumerate(zip(self.labels, self.segmenters)):
             progress((index + 0.1) / len(self.segmenters),
@@ -247,9 +247,12 @@ def launch(models: list[str], port: int | None = None, host: str = "127.0.0.1") 
                         allowed_paths=getattr(page, "pgat_allowed_paths", None))
 
 
+def demo_models() -> list[str]:
+    """[the demo checkpoint folder] when the README's main command has written it, else []."""
+    return [DEFAULT_MODEL] if Path(DEFAULT_MODEL, "config.json").is_file() else []
+
+
 def space_models() -> list[str]:
     """A Space's checkpoints: $PGAT_MODEL (and $PGAT_COMPARE), else the demo folder when it exists."""
     names = [os.environ[key] for key in ("PGAT_MODEL", "PGAT_COMPARE") if os.environ.get(key)]
-    if names:
-        return names
-    return [DEFAULT_MODEL] if Path(DEFAULT_MODEL, "config.json").is_file() else []
+    return names or demo_models()
