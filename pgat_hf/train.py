@@ -62,6 +62,10 @@ class ModelArguments:
         default=8, metadata={"help": "Tiny SAM3: ViT patch size, 8 or 4. The decoder stays at image/2 either way; "
                                      "4 gives the ViT 4x the tokens and costs up to 16 percent more per step (docs/experiments.md)."}
     )
+    tiny_text_layers: int = field(
+        default=1, metadata={"help": "Tiny SAM3: CLIP text encoder layers over the token vectors (0: the frozen "
+                                     "vectors reach SAM3's text projection through the final layer norm alone)."}
+    )
     model_seed: int = field(default=0, metadata={"help": "Seed of the tiny model's random initial weights."})
     text_side: str = field(
         default="minilm", metadata={"help": "Tiny SAM3's text input: minilm (MiniLM's tokenizer and static token "
@@ -208,22 +212,39 @@ def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments
             image_size=model_args.tiny_image_size, vision_layers=model_args.tiny_vision_layers,
             vision_hidden_size=model_args.tiny_vision_hidden_size, patch_size=model_args.tiny_patch_size,
             max_text_length=training_args.max_text_length, text_side=model_args.text_side,
-            text_hidden_size=model_args.tiny_text_hidden_size,
+            text_hidden_size=model_args.tiny_text_hidden_size, text_layers=model_args.tiny_text_layers,
         )
     segmenter = make_segmenter(model, training_args.mask_source, training_args.mask_topk)
     return segmenter, tokenizer, image_processor
 
 
-def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int) -> str:
-    """Evaluate every prompt of the held-out split; write robustness_report.{json,md}; return markdown."""
+def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int, vocabulary=None) -> str:
+    """Evaluate every prompt of the held-out split; write robustness_report.{json,md}; return markdown.
+
+    With the vocabulary the prompts came from, the report adds T2 Dice per held-out synonym."""
+    from pgat_hf.evaluation.synonyms import synonym_dice, synonyms_markdown
+
     trainer.args.eval_max_images = max_images
     trainer.evaluate(eval_dataset=dataset, metric_key_prefix="test")
     result = trainer.last_robustness
     markdown = report_markdown(result["summary"], title=f"Prompt-robustness report ({len(dataset)} held-out tiles)")
+    if vocabulary is not None:
+        by_synonym = synonym_dice(result["records"], vocabulary)
+        result["held_out_synonyms"] = {f"{c}/{s}": dice for (c, s), dice in by_synonym.items()}
+        table = synonyms_markdown({"Dice": by_synonym}, title="T2 Dice by held-out synonym (mean over its prompts)")
+        markdown += "\n" + table if table else ""
     if trainer.is_world_process_zero():
         write_json_atomic(os.path.join(output_dir, "robustness_report.json"), result)
         write_text_atomic(os.path.join(output_dir, "robustness_report.md"), markdown)
     return markdown
+
+
+def report_vocabulary(data_args: DataArguments):
+    """The prompt vocabulary of the evaluated dataset config (its saved prompts.yaml), or None."""
+    from pgat_hf.evaluation.synonyms import dataset_vocabulary
+
+    configs = dataset_configs(data_args)
+    return dataset_vocabulary(data_args.dataset_path, configs[0]) if len(configs) == 1 else None
 
 
 def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]) -> None:
@@ -268,7 +289,8 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()  # trainer_state.json at the root: the validation curve that `pgat-hf compare` plots
-    markdown = write_report(trainer, training_args.output_dir, eval_dataset, data_args.report_max_images)
+    markdown = write_report(trainer, training_args.output_dir, eval_dataset, data_args.report_max_images,
+                            vocabulary=report_vocabulary(data_args))
     if trainer.is_world_process_zero():
         write_run_files(trainer, model_args, data_args, argv)
         print(markdown)

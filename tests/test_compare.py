@@ -176,7 +176,7 @@ def test_contrasts_default_to_every_run_against_the_first(tmp_path):
 
 
 def test_dice_by_held_out_synonym_matches_whole_words():
-    from pgat_hf.commands.compare import synonym_dice, synonyms_markdown
+    from pgat_hf.evaluation.synonyms import synonym_dice, synonyms_markdown
     from pgat_hf.data.vocabulary import default_vocabulary
 
     records = [
@@ -190,3 +190,21 @@ def test_dice_by_held_out_synonym_matches_whole_words():
     assert table == {("connective", "spindle"): pytest.approx(0.3), ("epithelial", "ductal"): 0.9}
     markdown = synonyms_markdown({"a": table, "b": {("epithelial", "ductal"): 0.5}})
     assert "| connective | spindle | 0.300 | – |" in markdown and "| epithelial | ductal | 0.900 | 0.500 |" in markdown
+
+
+def test_synonym_table_reads_the_vocabulary_the_run_trained_on(tmp_path):
+    """A run whose data came from an edited vocabulary is tabulated by that file's held-out synonyms."""
+    from pgat_hf.commands.compare import run_vocabulary
+    from pgat_hf.data.vocabulary import DEFAULT_VOCABULARY
+
+    config = tmp_path / "data" / "synthetic"
+    config.mkdir(parents=True)
+    (config / "prompts.yaml").write_text(DEFAULT_VOCABULARY.read_text().replace('"ductal"', '"duct-lining"'))
+    run = tmp_path / "pgat" / "seed0"
+    run.mkdir(parents=True)
+    (run / "pgat_run.json").write_text(json.dumps({"dataset_path": str(tmp_path / "data"),
+                                                   "dataset_configs": ["synthetic"]}))
+    assert run_vocabulary(run).categories["epithelial"].held_out == ("duct-lining", "epithelium")
+    (run / "pgat_run.json").write_text(json.dumps({"dataset_path": "hub-org/no-such-folder",
+                                                   "dataset_configs": ["synthetic"]}))
+    assert run_vocabulary(run) is None  # the default vocabulary is used then

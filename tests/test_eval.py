@@ -99,6 +99,16 @@ def test_eval_cli_tables_json_and_plots(checkpoints, synthetic_dir, tmp_path):
     instance = markdown_table(markdown, "Instance")
     assert instance[0][:2] == ["model", "source"] and len(instance) == 3
     float(table1[1][1]), float(instance[1][2])  # real numbers, not placeholders
+    # Dice per held-out synonym, from the vocabulary saved with the data: the mean of its records.
+    synonyms = markdown_table(markdown, "T2 Dice by held-out synonym")
+    assert synonyms[0] == ["category", "held-out synonym", "baseline", "pgat"]
+    records_pgat = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    cancerous = [r["dice"] for r in records_pgat if r["model"] == "pgat" and r["quality"] == "held_out_synonym"
+               and "cancerous" in r["prompt"].split()]
+    by_synonym = model["by_config"]["synthetic"]["held_out_synonyms"]
+    assert cancerous and by_synonym["neoplastic/cancerous"] == pytest.approx(sum(cancerous) / len(cancerous))
+    row = next(r for r in synonyms if r[:2] == ["neoplastic", "cancerous"])
+    assert row[3] == f"{by_synonym['neoplastic/cancerous']:.3f}"
 
     records = (out / "records.jsonl").read_text().splitlines()
     assert len(records) == 2 * results["models"]["pgat"]["overall"]["num_prompts_evaluated"]

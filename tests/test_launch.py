@@ -51,6 +51,12 @@ def test_launch_one_process_trains_saves_and_reports(one_process):
     report = json.load(open(out / "robustness_report.json"))
     assert set(report["summary"]["dice"]) == {"T1", "T2"}
     assert "Dice by task and prompt quality" in result.stdout
+    # Dice per held-out synonym, from the vocabulary saved with the data: the mean of its prompts.
+    ductal = [r["dice"] for r in report["records"]
+              if r["quality"] == "held_out_synonym" and " ductal " in f" {r['prompt']} "]
+    if ductal:  # present only where the 2 test tiles hold epithelial prompt groups
+        assert report["held_out_synonyms"]["epithelial/ductal"] == pytest.approx(sum(ductal) / len(ductal))
+    assert len(report["held_out_synonyms"]) >= 2 and "T2 Dice by held-out synonym" in result.stdout
     assert epochs_logged(out) == [0.5, 1.0]  # 8 rows, batch 4, one process: 2 steps an epoch
 
 

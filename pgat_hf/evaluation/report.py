@@ -218,11 +218,14 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
     from pgat_hf.data.dataset import load_prompt_dataset
 
     from pgat_hf.evaluation.plots import dice_by_quality, qualitative_grid
+    from pgat_hf.evaluation.synonyms import dataset_vocabulary, synonym_dice, synonyms_markdown
 
     if not models:
         raise EvalError("pass at least one --model")
     configs = resolve_configs(dataset, configs, split)
     splits = {config: load_prompt_dataset(dataset, config, split=split) for config in configs}
+    vocabularies = {config: dataset_vocabulary(dataset, config) for config in configs}  # None: not a local build
+    by_synonym = {config: {} for config in configs}  # {config: {model: {(category, synonym): Dice}}}
     labels = model_labels(models)
     results = {"dataset": dataset, "split": split, "configs": configs, "max_images": max_images,
                "zero_shot_configs": list(zero_shot) if zero_shot is not None else None, "models": {}}
@@ -244,6 +247,9 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
             for quality in ("held_out", "held_out_synonym"):  # held-out framings (both tasks), synonyms (T2)
                 held = [r["dice"] for r in result["records"] if r["quality"] == quality]
                 by_config[config][f"{quality}_dice"] = sum(held) / len(held) if held else None
+            if vocabularies[config] is not None:
+                by_synonym[config][label] = synonym_dice(result["records"], vocabularies[config])
+                by_config[config]["held_out_synonyms"] = {f"{c}/{w}": v for (c, w), v in by_synonym[config][label].items()}
             records += result["records"]
             groups += result["groups"]
             bar.update(1)
@@ -263,6 +269,9 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
     bar.close()
 
     markdown = render_markdown(results)
+    for config, tables in by_synonym.items():
+        table = synonyms_markdown(tables, title=f"T2 Dice by held-out synonym ({config}, models as columns)")
+        markdown += "\n" + table if table else ""
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         # Every file is written whole (temporary name, then rename), the report last: an

@@ -54,6 +54,11 @@ def apply_lora(model, r: int = 8, alpha: float = 16.0, dropout: float = 0.0, tar
     from peft import LoraConfig, get_peft_model
 
     parts = resolve_lora_parts(target, freeze_text_encoder)
+    if "text" in parts and not model.config.text_config.num_hidden_layers:
+        if "all" not in {name.strip() for name in target.split(",")}:
+            raise ValueError(f"lora_target {target!r} names text, but this model's text encoder has no layers "
+                             "(tiny_text_layers 0: its token vectors are frozen and it has nothing to adapt)")
+        parts = [part for part in parts if part != "text"]
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_target_regex(parts),
                         modules_to_save=list(modules_to_save) or None, bias="none")
     return get_peft_model(model, config)

@@ -78,7 +78,7 @@ def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int
                            batch_size: int = 2048, progress: bool = True) -> np.ndarray:
     """MiniLM -> [30522, dims] float32 static token vectors (PCA of per-token sentence embeddings).
 
-    Deterministic: one thread, float64 PCA, each component's sign fixed so its largest-magnitude
+    Deterministic on one CPU: one thread, float64 PCA, each component's sign fixed so its largest-magnitude
     entry is positive, then scaled to RMS `TABLE_RMS`.
     """
     from tqdm.auto import tqdm
