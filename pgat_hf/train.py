@@ -241,10 +241,9 @@ def write_report(trainer: PGATTrainer, output_dir: str, dataset, max_images: int
 
 def report_vocabulary(data_args: DataArguments):
     """The prompt vocabulary of the evaluated dataset config (its saved prompts.yaml), or None."""
-    from pgat_hf.evaluation.synonyms import dataset_vocabulary
+    from pgat_hf.evaluation.synonyms import training_vocabulary
 
-    configs = dataset_configs(data_args)
-    return dataset_vocabulary(data_args.dataset_path, configs[0]) if len(configs) == 1 else None
+    return training_vocabulary(data_args.dataset_path, dataset_configs(data_args))
 
 
 def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]) -> None:

@@ -134,7 +134,7 @@ def test_mixed_precision_flags_train_on_cpu(synthetic_splits, tmp_path, precisio
 
 
 def test_a_text_encoder_without_layers_gets_no_text_adapters():
-    """tiny_text_layers 0 (the demo's text side): 'all' adapts the other parts; naming text is refused."""
+    """tiny_text_layers 0 (a text encoder of frozen vectors only): 'all' adapts the other parts; naming text is refused."""
     model, _, _ = build_tiny_model(seed=0, hidden_size=16, image_size=64, text_layers=0)
     adapted = apply_lora(model, r=2, alpha=4, target="all", modules_to_save=[])
     names = [n for n, p in adapted.named_parameters() if p.requires_grad]

@@ -322,14 +322,13 @@ def json_ready(value):
 
 def run_vocabulary(folder: Path):
     """The prompt vocabulary of the data a finished run trained on (pgat_run.json), or None."""
-    from pgat_hf.evaluation.synonyms import dataset_vocabulary
+    from pgat_hf.evaluation.synonyms import training_vocabulary
 
     path = folder / "pgat_run.json"
     if not path.is_file():
         return None
     run = json.loads(path.read_text())
-    configs = run.get("dataset_configs") or [run.get("dataset_config")]
-    return dataset_vocabulary(run["dataset_path"], configs[0]) if len(configs) == 1 and run.get("dataset_path") else None
+    return training_vocabulary(run.get("dataset_path"), run.get("dataset_configs") or [run.get("dataset_config")])
 
 
 def write_comparison(out: Path, names: list[str], contrasts: list[tuple[str, str]], header: dict,

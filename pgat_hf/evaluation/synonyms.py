@@ -49,3 +49,8 @@ def dataset_vocabulary(dataset_path: str, config: str) -> PromptVocabulary | Non
 
     path = Path(dataset_path) / config / PROMPTS_FILE
     return load_vocabulary(path) if path.is_file() else None
+
+
+def training_vocabulary(dataset_path: str | None, configs: list[str]) -> PromptVocabulary | None:
+    """The vocabulary of a run's data: that of its one config; None for several configs or none saved."""
+    return dataset_vocabulary(dataset_path, configs[0]) if dataset_path and len(configs) == 1 else None
