@@ -6,7 +6,8 @@ import json
 import pytest
 import yaml
 
-from pgat_hf.commands.compare import aggregate, load_sweep, main as compare_main, resolve_contrasts, run_argv
+from pgat_hf.commands.compare import (aggregate, load_sweep, main as compare_main, resolve_contrasts, run_argv,
+                                     training_order)
 from pgat_hf.train import mapping_to_argv
 
 
@@ -42,6 +43,35 @@ def test_runs_train_are_cached_and_tabulated(tmp_path, synthetic_dir, capsys):
     assert compare_main(["--sweep", str(sweep_path), "--out", str(out)]) == 0
     assert "2 runs cached, 0 to train" in capsys.readouterr().out
     assert stamps == {name: path.stat().st_mtime_ns for name, path in reports.items()}
+
+
+def test_two_workers_train_what_one_does_and_an_export_is_a_sweep_folder(tmp_path, synthetic_dir, monkeypatch,
+                                                                          capsys):
+    sweep_path = write_sweep(tmp_path, synthetic_dir)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the one-worker sweep's children inherit it
+    alone, together, exported = tmp_path / "alone", tmp_path / "together", tmp_path / "exported"
+    assert compare_main(["--sweep", str(sweep_path), "--out", str(alone)]) == 0
+    assert compare_main(["--sweep", str(sweep_path), "--out", str(together), "--workers", "2", "--threads", "1",
+                         "--export", str(exported)]) == 0
+    for name in ("baseline", "pgat"):
+        one, two = (json.loads((folder / name / "seed0" / "robustness_report.json").read_text())
+                    for folder in (alone, together))
+        assert one["summary"] == two["summary"] and one["records"] == two["records"]  # same threads: same floats
+        assert sorted(p.name for p in (exported / name / "seed0").iterdir()) == sorted(
+            ["robustness_report.json", "robustness_report.md", "trainer_state.json", "pgat_run.json",
+             "pgat_training_args.json"])  # no weights, no tokenizer
+    capsys.readouterr()
+    assert compare_main(["--sweep", str(sweep_path), "--out", str(exported)]) == 0
+    assert "2 runs cached, 0 to train" in capsys.readouterr().out
+    rows = {folder: json.loads((folder / "comparison.json").read_text())["rows"] for folder in (together, exported)}
+    assert rows[exported] == rows[together]
+
+
+def test_runs_go_seed_by_seed_the_most_prompts_first(tmp_path, synthetic_dir):
+    sweep = load_sweep(write_sweep(tmp_path, synthetic_dir))  # baseline K=1, pgat K from the trainer's default 3
+    todo = [("baseline", 4), ("baseline", 1), ("pgat", 4), ("pgat", 1)]
+    assert training_order(sweep, todo, {}) == [("pgat", 4), ("baseline", 4), ("pgat", 1), ("baseline", 1)]
+    assert training_order(sweep, todo, {"num_prompts": 2})[:2] == [("baseline", 4), ("pgat", 4)]  # --set wins; ties keep order
 
 
 def test_every_recipe_of_a_seed_starts_from_the_same_weights(tmp_path, synthetic_dir):

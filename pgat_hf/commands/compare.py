@@ -1,11 +1,16 @@
 """Comparison runner: recipes × seeds from the same initial weights, as mean ± sd and paired differences.
 
     pgat-hf compare --sweep pgat_hf/recipes/comparison.yaml --out runs/comparison [--only NAME ...]
-                    [--seeds 0 1 2] [--set max_steps=600 ...] [--report-only] [--json PATH]
+                    [--seeds 0 1 2] [--set max_steps=600 ...] [--workers 2 [--threads 1]]
+                    [--report-only] [--json PATH] [--export DIR]
 
 Each (recipe, seed) trains in its own process (`python -m pgat_hf.train`) into OUT/NAME/seedS. A
 run whose robustness_report.json exists is cached and skipped, and a killed run resumes from its
-last checkpoint, so a long sweep can be run in parts. The report reads every finished run.
+last checkpoint, so a long sweep can be run in parts. Runs go seed by seed (a partial sweep holds
+whole seeds), the most prompts per step first; --workers N trains N at once, each child with
+--threads OpenMP threads (default: the cores divided among the workers). The report reads every
+finished run; --export DIR copies each finished run's reports and trainer state, without weights,
+to DIR/NAME/seedS, where `--out DIR --report-only` tabulates them and a sweep continues from them.
 
 Seed s of every recipe starts from the same weights, so recipes are compared by per-seed
 differences: for each contrast [a, b] of the sweep (default: every run against the first) and
@@ -21,10 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +43,7 @@ from pgat_hf.evaluation.synonyms import synonym_dice, synonyms_markdown
 
 REPORT = "robustness_report.json"
 STATE = "trainer_state.json"
+EXPORTED = (REPORT, "robustness_report.md", STATE, "pgat_run.json", "pgat_training_args.json")  # no weights
 CURVE_KEY, CURVE_METRIC = "eval_dice_T2", "T2 Dice"  # the validation metric the plateau curve follows
 CONFIDENCE = 0.95
 PLATEAU = 0.02  # a validation curve that moves at most this much over its last quarter has plateaued
@@ -101,15 +110,80 @@ def run_argv(sweep: dict, name: str, seed: int, output_dir: Path, extra: dict) -
             "--resume_from_checkpoint", "auto", "--disable_tqdm", "true"]
 
 
-def run_one(argv: list[str], output_dir: Path) -> float:
-    """Train in a child process (a crash or kill cannot take the sweep down); returns seconds."""
+def run_one(argv: list[str], output_dir: Path, threads: int | None = None) -> float:
+    """Train in a child process (a crash or kill cannot take the sweep down); returns seconds.
+
+    threads: the child's OMP_NUM_THREADS; None keeps this process's environment.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
+    env = None if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with open(output_dir / "train.log", "a") as log:
-        result = subprocess.run([sys.executable, "-m", "pgat_hf.train", *argv], stdout=log, stderr=subprocess.STDOUT)
+        result = subprocess.run([sys.executable, "-m", "pgat_hf.train", *argv], stdout=log, stderr=subprocess.STDOUT,
+                                env=env)
     if result.returncode != 0:
         raise RuntimeError(f"run in {output_dir} failed (exit {result.returncode}); see {output_dir / 'train.log'}")
     return time.perf_counter() - start
+
+
+def prompts_per_step(sweep: dict, name: str, extra: dict) -> int:
+    """K of a run (its decodes per tile and group): the run's, common's or --set value, else the base recipe's."""
+    overrides = {**sweep["common"], **(sweep["runs"][name] or {}), **extra}
+    if "num_prompts" in overrides:
+        return int(overrides["num_prompts"])
+    with open(sweep["base"]) as handle:
+        return int((yaml.safe_load(handle) or {}).get("num_prompts", 3))  # 3: TrainingArguments' default K
+
+
+def training_order(sweep: dict, todo: list[tuple[str, int]], extra: dict) -> list[tuple[str, int]]:
+    """(name, seed) pairs seed by seed in the sweep's seed order, the most prompts per step first within a seed.
+
+    Seed by seed, a sweep stopped part way holds whole paired seeds; longest first keeps workers busy.
+    """
+    seed_rank = {seed: rank for rank, seed in enumerate(dict.fromkeys(seed for _, seed in todo))}
+    return sorted(todo, key=lambda run: (seed_rank[run[1]], -prompts_per_step(sweep, run[0], extra)))
+
+
+def train_all(sweep: dict, todo: list[tuple[str, int]], out: Path, extra: dict, workers: int = 1,
+              threads: int | None = None) -> None:
+    """Train every (name, seed) of `todo` in training_order, `workers` at a time.
+
+    A failed run stops no other; the failures are raised together once every run has ended.
+    """
+    order = training_order(sweep, todo, extra)
+    failures = []
+
+    def train(index: int, name: str, seed: int) -> None:
+        run_dir = out / name / f"seed{seed}"
+        print(f"[{index}/{len(order)}] {name} seed {seed} -> {run_dir}", flush=True)
+        try:
+            seconds = run_one(run_argv(sweep, name, seed, run_dir, extra), run_dir, threads)
+        except RuntimeError as error:
+            failures.append(str(error))
+            print(f"    {name} seed {seed} failed: {error}", flush=True)
+        else:
+            print(f"    {name} seed {seed} done in {seconds / 60:.1f} min", flush=True)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda job: train(*job), [(index, *run) for index, run in enumerate(order, 1)]))
+    if failures:
+        raise RuntimeError("; ".join(failures))
+
+
+def export_runs(out: Path, names: list[str], target: Path) -> int:
+    """Copy each finished run's report files (EXPORTED, no weights) to TARGET/NAME/seedS; returns the run count."""
+    count = 0
+    for name in names:
+        for seed, folder in finished_seeds(out, name).items():
+            destination = target / name / f"seed{seed}"
+            destination.mkdir(parents=True, exist_ok=True)
+            state = trainer_state_path(folder)
+            for filename in EXPORTED:
+                source = state if filename == STATE else folder / filename
+                if source is not None and source.is_file() and source.resolve() != (destination / filename).resolve():
+                    shutil.copy2(source, destination / filename)
+            count += 1
+    return count
 
 
 def finished_seeds(out: Path, name: str) -> dict[int, Path]:
@@ -402,7 +476,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", nargs="*", default=[], help="key=value overrides for every run, e.g. max_steps=600")
     parser.add_argument("--report-only", action="store_true", help="train nothing; tabulate finished runs")
     parser.add_argument("--json", default=None, help="also write comparison.json here")
+    parser.add_argument("--workers", type=int, default=1, help="runs trained at once (default 1)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OpenMP threads per run (default: with --workers > 1, the cores divided among the "
+                             "workers; with one worker, this shell's setting)")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="copy each finished run's reports and trainer state (no weights) to DIR/NAME/seedS")
     args = parser.parse_args(argv)
+    if args.workers < 1 or (args.threads is not None and args.threads < 1):
+        raise SystemExit("--workers and --threads take a whole number of at least 1")
 
     sweep = load_sweep(args.sweep)
     names = args.only or list(sweep["runs"])
@@ -414,12 +496,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         todo = [(n, s) for n in names for s in seeds if not (out / n / f"seed{s}" / REPORT).is_file()]
         print(f"{len(names) * len(seeds) - len(todo)} runs cached, {len(todo)} to train")
-        for index, (name, seed) in enumerate(todo, 1):
-            run_dir = out / name / f"seed{seed}"
-            print(f"[{index}/{len(todo)}] {name} seed {seed} -> {run_dir}", flush=True)
-            seconds = run_one(run_argv(sweep, name, seed, run_dir, extra), run_dir)
-            print(f"    done in {seconds / 60:.1f} min", flush=True)
+        threads = args.threads
+        if threads is None and args.workers > 1:
+            threads = max(1, (os.cpu_count() or 1) // args.workers)
+        train_all(sweep, todo, out, extra, args.workers, threads)
     markdown = write_comparison(out, names, resolve_contrasts(sweep, names),
                                 {"sweep": args.sweep, "overrides": extra}, args.json)
     print(markdown)
+    if args.export:
+        print(f"exported {export_runs(out, names, Path(args.export))} finished runs to {args.export}")
     return 0
