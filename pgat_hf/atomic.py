@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> str:
     try:
         temporary.write_text(text, encoding="utf-8")
         os.chmod(temporary, 0o644)  # mkstemp files are private
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return str(path)
+
+
+def copy_file_atomic(source: str | os.PathLike, path: str | os.PathLike) -> str:
+    """Copy `source` to `path` (contents and times) through a temporary file in the target's folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = _temporary_beside(path)
+    try:
+        shutil.copy2(source, temporary)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

@@ -245,3 +245,42 @@ def test_killed_dataset_build_leaves_no_config_that_looks_complete(tmp_path):
     ensure_synthetic_dataset(out, num_train=3, num_test=2, image_size=32)  # a rerun builds it whole
     splits = load_prompt_dataset(out, "synthetic")
     assert (len(splits["train"]), len(splits["test"])) == (3, 2)
+
+
+EXPORT_CHILD = textwrap.dedent("""
+    import os, shutil, signal
+    from pathlib import Path
+    from pgat_hf.commands.compare import export_runs
+
+    original = shutil.copy2
+    def patched(source, destination, *args, **kwargs):
+        if Path(source).name == "robustness_report.json":  # half the report is on disk when the kill comes
+            data = Path(source).read_bytes()
+            Path(destination).write_bytes(data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(source, destination, *args, **kwargs)
+    shutil.copy2 = patched
+    export_runs(Path({out!r}), ["pgat"], Path({target!r}))
+""")
+
+
+def test_killed_export_leaves_no_run_that_a_sweep_would_take_for_finished(tmp_path):
+    import json
+
+    from pgat_hf.commands.compare import export_runs, finished_seeds
+
+    run = tmp_path / "runs" / "pgat" / "seed0"
+    run.mkdir(parents=True)
+    report = {"summary": {"dice": {"T2": {"all": 0.9}}}, "records": [{"task": "T2", "dice": 0.5}] * 200}
+    (run / "robustness_report.json").write_text(json.dumps(report))
+    (run / "trainer_state.json").write_text(json.dumps({"global_step": 3, "log_history": []}))
+    (run / "model.safetensors").write_bytes(b"weights")
+    target = tmp_path / "exported"
+    child = subprocess.run([sys.executable, "-c", EXPORT_CHILD.format(out=str(tmp_path / "runs"), target=str(target))],
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+    assert finished_seeds(target, "pgat") == {}  # the half-copied report is under a hidden temporary name
+    assert json.loads((target / "pgat" / "seed0" / "trainer_state.json").read_text())["global_step"] == 3
+    assert export_runs(tmp_path / "runs", ["pgat"], target) == 1  # the rerun completes the export
+    assert json.loads((target / "pgat" / "seed0" / "robustness_report.json").read_text()) == report
+    assert not (target / "pgat" / "seed0" / "model.safetensors").exists()

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -38,12 +37,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pgat_hf.atomic import write_text_atomic
+from pgat_hf.atomic import copy_file_atomic, write_text_atomic
 from pgat_hf.evaluation.synonyms import synonym_dice, synonyms_markdown
 
 REPORT = "robustness_report.json"
 STATE = "trainer_state.json"
-EXPORTED = (REPORT, "robustness_report.md", STATE, "pgat_run.json", "pgat_training_args.json")  # no weights
+# What --export copies, no weights; REPORT last: it marks a run finished, so it lands after the rest.
+EXPORTED = ("robustness_report.md", STATE, "pgat_run.json", "pgat_training_args.json", REPORT)
 CURVE_KEY, CURVE_METRIC = "eval_dice_T2", "T2 Dice"  # the validation metric the plateau curve follows
 CONFIDENCE = 0.95
 PLATEAU = 0.02  # a validation curve that moves at most this much over its last quarter has plateaued
@@ -171,17 +171,20 @@ def train_all(sweep: dict, todo: list[tuple[str, int]], out: Path, extra: dict, 
 
 
 def export_runs(out: Path, names: list[str], target: Path) -> int:
-    """Copy each finished run's report files (EXPORTED, no weights) to TARGET/NAME/seedS; returns the run count."""
+    """Copy each finished run's report files (EXPORTED, no weights) to TARGET/NAME/seedS; returns the run count.
+
+    Each file is copied whole or not at all, the report last, so a killed export never leaves a run
+    that a later sweep would take for finished without its trainer state.
+    """
     count = 0
     for name in names:
         for seed, folder in finished_seeds(out, name).items():
             destination = target / name / f"seed{seed}"
-            destination.mkdir(parents=True, exist_ok=True)
             state = trainer_state_path(folder)
             for filename in EXPORTED:
                 source = state if filename == STATE else folder / filename
                 if source is not None and source.is_file() and source.resolve() != (destination / filename).resolve():
-                    shutil.copy2(source, destination / filename)
+                    copy_file_atomic(source, destination / filename)
             count += 1
     return count
 
