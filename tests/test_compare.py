@@ -177,7 +177,7 @@ def test_report_only_pairs_seeds_and_writes_intervals_sentences_and_figures(tmp_
     assert "## Paired differences (a − b), mean and 95% t interval over 3 seeds" in markdown
     assert "| pgat − baseline | T2 Dice | 3 | +0.067 [−0.005, +0.138] | no (±0.072) | no |" in markdown
     assert ("pgat − baseline, T2 Dice: +0.067 [−0.005, +0.138] over 3 seeds: the interval is too wide to resolve "
-            "a 0.02 difference (half-width 0.072).") in markdown
+            "a 0.02 difference (half-width 0.072; at this spread, 11 paired seeds would resolve it).") in markdown
     assert ("pgat − baseline, T2 std: −0.010 [−0.010, −0.010] over 3 seeds: the interval excludes 0 and resolves "
             "0.02.") in markdown
     assert ("pgat: validation T2 Dice 0.600 at step 100, 0.700 at the last step 200 "

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from pgat_hf.evaluation.paired_stats import excludes_zero, paired_difference, resolves
+from pgat_hf.evaluation.paired_stats import excludes_zero, paired_difference, resolves, seeds_to_resolve
 
 
 def test_three_seeds_give_the_hand_computed_t_interval():
@@ -63,3 +63,12 @@ def test_unpaired_lengths_and_bad_confidence_are_refused():
         paired_difference([0.1, 0.2], [0.1])
     with pytest.raises(ValueError, match="confidence"):
         paired_difference([0.1], [0.1], confidence=1.0)
+
+
+def test_seeds_to_resolve_is_the_first_n_whose_t_half_width_fits():
+    # sd 0.0197: n = 6 gives t(0.975, 5) · 0.0197 / √6 = 2.5706 · 0.0197 / 2.4495 = 0.0207 > 0.02; n = 7 gives 0.0182.
+    assert seeds_to_resolve(0.0197) == 7
+    # d = [0.1, 0.05, 0.05] has sd 0.02887: n = 10 gives 0.0207, n = 11 gives 2.2281 · 0.02887 / √11 = 0.0194.
+    assert seeds_to_resolve(paired_difference([0.1, 0.05, 0.05], [0.0, 0.0, 0.0])["sd"]) == 11
+    assert seeds_to_resolve(0.0) == 2 and seeds_to_resolve(0.03, half_width=0.05) == 4
+    assert seeds_to_resolve(float("nan")) is None and seeds_to_resolve(5.0, max_seeds=50) is None

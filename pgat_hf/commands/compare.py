@@ -250,9 +250,10 @@ def pair_contrast(a: str, b: str, summaries: dict[str, dict[int, dict]]) -> dict
     """Paired differences a − b of every column over the seeds finished in both runs.
 
     summaries: {name: {seed: report summary}}. Returns {"a", "b", "seeds", "metrics": {header: result}},
-    each result a `paired_difference` dict plus its "resolves" (at RESOLUTION) and "excludes_zero" verdicts.
+    each result a `paired_difference` dict plus its "resolves" (at RESOLUTION) and "excludes_zero" verdicts
+    and "seeds_to_resolve": the paired seeds that would resolve RESOLUTION at the observed sd.
     """
-    from pgat_hf.evaluation.paired_stats import excludes_zero, paired_difference, resolves  # scipy
+    from pgat_hf.evaluation.paired_stats import excludes_zero, paired_difference, resolves, seeds_to_resolve  # scipy
     by_seed_a, by_seed_b = summaries.get(a, {}), summaries.get(b, {})
     seeds = sorted(set(by_seed_a) & set(by_seed_b))
     metrics = {}
@@ -260,7 +261,8 @@ def pair_contrast(a: str, b: str, summaries: dict[str, dict[int, dict]]) -> dict
         result = paired_difference([column_value(by_seed_a[s], column) for s in seeds],
                                    [column_value(by_seed_b[s], column) for s in seeds], CONFIDENCE)
         metrics[column[0]] = {**result, "resolves": resolves(result, RESOLUTION),
-                              "excludes_zero": excludes_zero(result)}
+                              "excludes_zero": excludes_zero(result),
+                              "seeds_to_resolve": seeds_to_resolve(result["sd"], RESOLUTION, CONFIDENCE)}
     return {"a": a, "b": b, "seeds": seeds, "metrics": metrics}
 
 
@@ -320,6 +322,9 @@ def contrast_sentence(contrast: dict, header: str) -> str:
         return f"{what}: {signed(result['mean'])} over 1 seed: one seed gives no interval."
     head = f"{what}: {interval_cell(result)} over {result['n']} seeds: the interval"
     limit, width = f"{RESOLUTION:g}", f"half-width {result['half_width']:.3f}"
+    needed = result.get("seeds_to_resolve")
+    if needed is not None and not result["resolves"]:
+        width += f"; at this spread, {needed} paired seeds would resolve it"
     if result["resolves"]:
         return f"{head} {'excludes' if result['excludes_zero'] else 'includes'} 0 and resolves {limit}."
     if result["excludes_zero"]:

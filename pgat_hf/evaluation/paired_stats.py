@@ -57,6 +57,21 @@ def resolves(result: dict, half_width: float = 0.02) -> bool:
     return value is not None and math.isfinite(value) and value <= half_width
 
 
+def seeds_to_resolve(sd: float, half_width: float = 0.02, confidence: float = 0.95,
+                     max_seeds: int = 1000) -> int | None:
+    """The fewest paired seeds n ≥ 2 with t_{(1+confidence)/2, n−1} · sd / √n ≤ half_width.
+
+    A planning estimate that takes the observed sd of the differences for the true one. None when sd
+    is missing or no n up to max_seeds is enough.
+    """
+    if _missing(sd) or not math.isfinite(sd):
+        return None
+    for n in range(2, max_seeds + 1):
+        if stats.t.ppf((1.0 + confidence) / 2.0, n - 1) * sd / math.sqrt(n) <= half_width:
+            return n
+    return None
+
+
 def excludes_zero(result: dict) -> bool:
     """Whether the interval lies wholly on one side of 0 (a finite interval not containing 0)."""
     low, high = result.get("low", NAN), result.get("high", NAN)
