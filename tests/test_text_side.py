@@ -51,25 +51,42 @@ def test_static_vectors_keep_meaning_for_synonyms_no_template_uses():
     """Each held-out synonym of the shipped vocabulary (mean of its tokens' vectors) is closest
     to a training synonym of its own category."""
     from pgat_hf.data.vocabulary import default_vocabulary
+    from pgat_hf.models.text_probe import place_held_out_synonyms
 
     table = text_side.load_table(text_side.TABLE_DIMS).numpy()
+    placements = place_held_out_synonyms(table, text_side.load_tokenizer(), default_vocabulary(),
+                                         categories=("neoplastic", "inflammatory", "connective", "epithelial"))
+    assert len(placements) == 8 and sum(p.placed for p in placements) >= 7  # chance: 2 of 8
+
+
+def test_probe_places_a_word_by_its_best_training_synonym_and_counts_twins_once():
+    """Hand-made vectors: "cancerous" lies on tumor's axis, "lymphoid" between the two categories
+    but nearer immune; the twin category repeats inflammatory's held-out word."""
+    from pgat_hf.data.vocabulary import Category, PromptVocabulary
+    from pgat_hf.models.text_probe import format_placements, place_held_out_synonyms
+
     tokenizer = text_side.load_tokenizer()
-
-    def vector(text):
-        return table[tokenizer(text, add_special_tokens=False)["input_ids"]].mean(0)
-
-    def cosine(a, b):
-        return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
-
-    categories = {n: c for n, c in default_vocabulary().categories.items()
-                  if n in ("neoplastic", "inflammatory", "connective", "epithelial")}
-    hits, total = 0, 0
-    for name, entry in categories.items():
-        for held in entry.held_out:
-            scores = {other: max(cosine(vector(held), vector(s)) for s in c.train) for other, c in categories.items()}
-            hits += max(scores, key=scores.get) == name
-            total += 1
-    assert total == 8 and hits >= 7  # chance: 2 of 8
+    ids = {w: tokenizer(w, add_special_tokens=False)["input_ids"] for w in ("tumor", "immune", "cancerous", "lymphoid")}
+    table = np.zeros((30522, 2), np.float32)
+    table[ids["tumor"]] = [1.0, 0.0]
+    table[ids["immune"]] = [0.0, 1.0]
+    table[ids["cancerous"]] = [1.0, 0.0]  # cancer + ##ous, both on tumor's axis
+    table[ids["lymphoid"]] = [0.6, 0.8]  # l ##ym ##ph ##oid: cosine 0.6 to tumor, 0.8 to immune
+    vocabulary = PromptVocabulary(categories={
+        "neoplastic": Category(("tumor",), ("cancerous",)),
+        "inflammatory": Category(("immune",), ("lymphoid",)),
+        "immune-twin": Category(("immune",), ("lymphoid",))}, templates={})
+    placements = place_held_out_synonyms(table, tokenizer, vocabulary)
+    assert [(p.category, p.held_out, p.nearest) for p in placements] == [
+        ("neoplastic", "cancerous", "neoplastic"), ("inflammatory", "lymphoid", "inflammatory")]
+    assert placements[0].margin == pytest.approx(1.0) and placements[1].margin == pytest.approx(0.2)
+    # Swapping the categories' training words misplaces both, by the same margins.
+    swapped = PromptVocabulary(categories={"neoplastic": Category(("immune",), ("cancerous",)),
+                                           "inflammatory": Category(("tumor",), ("lymphoid",))}, templates={})
+    wrong = place_held_out_synonyms(table, tokenizer, swapped)
+    assert [round(p.margin, 6) for p in wrong] == [-1.0, -0.2] and not any(p.placed for p in wrong)
+    assert "| inflammatory | lymphoid | -0.200 (neoplastic) |" in format_placements({2: wrong})
+    assert format_placements({2: wrong}).endswith("| | placed | 0 of 2 |")
 
 
 def test_weights_whose_hash_differs_are_refused_before_loading(tmp_path):

@@ -45,13 +45,21 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """python -m pgat_hf.models.text_side [--out FILE]: regenerate the shipped table."""
+    """python -m pgat_hf.models.text_side [--out FILE]: regenerate the shipped table (or distil another encoder's)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", default=str(TABLE_FILE), help="where to write the table (safetensors)")
+    parser.add_argument("--model_dir", help="another encoder's folder (default: the installed MiniLM)")
+    parser.add_argument("--weights_sha256", default=MINILM_WEIGHTS_SHA256,
+                        help="the sha256 its model.safetensors must have")
+    parser.add_argument("--cls_id", type=int, default=CLS_ID, help="its start token id")
+    parser.add_argument("--sep_id", type=int, default=SEP_ID, help="its end token id")
     args = parser.parse_args(argv)
-    save_table(distill_static_vectors(), args.out)
+    vectors = distill_static_vectors(args.model_dir, weights_sha256=args.weights_sha256, cls_id=args.cls_id,
+                                     sep_id=args.sep_id)
+    source = args.model_dir or "sentence-transformers/all-MiniLM-L6-v2"
+    save_table(vectors, args.out, source=source, weights_sha256=args.weights_sha256)
     print(f"wrote {args.out} (sha256 {sha256_of(args.out)})")
 
 
@@ -70,22 +78,26 @@ def verify_weights(path: str | os.PathLike, expected: str = MINILM_WEIGHTS_SHA25
     """Refuse weights whose sha256 is not the pinned one, before anything loads them."""
     actual = sha256_of(path)
     if actual != expected:
-        raise ValueError(f"{path}: sha256 {actual} is not the pinned all-MiniLM-L6-v2 weights {expected}")
+        name = "all-MiniLM-L6-v2 weights" if expected == MINILM_WEIGHTS_SHA256 else "weights"
+        raise ValueError(f"{path}: sha256 {actual} is not the pinned {name} {expected}")
 
 
 @torch.no_grad()
 def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int = TABLE_DIMS,
-                           batch_size: int = 2048, progress: bool = True) -> np.ndarray:
+                           batch_size: int = 2048, progress: bool = True,
+                           weights_sha256: str = MINILM_WEIGHTS_SHA256, cls_id: int = CLS_ID,
+                           sep_id: int = SEP_ID) -> np.ndarray:
     """MiniLM -> [30522, dims] float32 static token vectors (PCA of per-token sentence embeddings).
 
     Deterministic on one CPU: one thread, float64 PCA, each component's sign fixed so its largest-magnitude
-    entry is positive, then scaled to RMS `TABLE_RMS`.
+    entry is positive, then scaled to RMS `TABLE_RMS`. Another encoder distils the same way given its
+    weights' sha256 and its start/end ids (all-mpnet-base-v2: `<s>` 0, `</s>` 2; docs/experiments.md).
     """
     from tqdm.auto import tqdm
     from transformers import AutoModel
 
     folder = Path(model_dir) if model_dir else minilm_dir()
-    verify_weights(folder / "model.safetensors")
+    verify_weights(folder / "model.safetensors", weights_sha256)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -94,9 +106,9 @@ def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int
         embeddings = np.empty((vocab, model.config.hidden_size), np.float64)
         for start in tqdm(range(0, vocab, batch_size), desc="static token vectors", disable=not progress):
             ids = torch.arange(start, min(start + batch_size, vocab))
-            input_ids = torch.stack([torch.full_like(ids, CLS_ID), ids, torch.full_like(ids, SEP_ID)], dim=1)
+            input_ids = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
             hidden = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
-            embeddings[start:start + len(ids)] = hidden.mean(dim=1).double().numpy()  # [n, 384]
+            embeddings[start:start + len(ids)] = hidden.mean(dim=1).double().numpy()  # [n, hidden]
     finally:
         torch.set_num_threads(threads)
     centred = embeddings - embeddings.mean(axis=0, keepdims=True)
@@ -108,15 +120,16 @@ def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int
     return reduced.astype(np.float32)
 
 
-def save_table(vectors: np.ndarray, path: str | os.PathLike = TABLE_FILE) -> None:
+def save_table(vectors: np.ndarray, path: str | os.PathLike = TABLE_FILE,
+               source: str = "sentence-transformers/all-MiniLM-L6-v2",
+               weights_sha256: str = MINILM_WEIGHTS_SHA256) -> None:
     """Write the table as safetensors through a temporary name (never half-written)."""
     from safetensors.numpy import save_file
 
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     save_file({"vectors": np.ascontiguousarray(vectors)}, str(tmp),
-              metadata={"source": "sentence-transformers/all-MiniLM-L6-v2", "weights_sha256": MINILM_WEIGHTS_SHA256,
-                        "rms": str(TABLE_RMS)})
+              metadata={"source": source, "weights_sha256": weights_sha256, "rms": str(TABLE_RMS)})
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
