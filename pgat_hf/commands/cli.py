@@ -12,6 +12,7 @@ COMMANDS = {
     "eval": ("pgat_hf.commands.eval", "per-prompt robustness evaluation of one or more models"),
     "bench": ("pgat_hf.commands.bench", "step-time benchmark: shared encoding vs repeated / separate forwards"),
     "compare": ("pgat_hf.commands.compare", "train recipes x seeds from one start; paired differences with 95% intervals (cached runs)"),
+    "words": ("pgat_hf.commands.words", "which nuclei each word prompts: Dice against every category, on training tiles"),
     "card": ("pgat_hf.commands.card", "(re)generate the model card of a training output folder"),
     "push": ("pgat_hf.commands.push", "upload a checkpoint folder with its card and plots to the Hub"),
     "app": ("pgat_hf.commands.app", "the prompt-robustness explorer: several phrasings, one tile, how much the masks agree"),

@@ -1,0 +1,69 @@
+"""Which nuclei does a word prompt? Dice of one template filled with each word against every
+category's mask and against all nuclei, over a dataset's tiles.
+
+A word the model reads as a category scores high against that category's mask and about 0
+against the others; a word it cannot place usually gets the model's default instead (often all
+nuclei, or a mixture of categories). Run it on training or validation tiles when the answer
+chooses words or settings: the test tiles stay for the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pgat_hf.data.dataset import class_array, instance_array
+from pgat_hf.evaluation.metrics import dice
+
+ALL_NUCLEI = "all nuclei"
+PLACED_DICE = 0.5  # below this against every target, a word prompts for nothing in particular
+
+
+@dataclass(frozen=True)
+class WordResult:
+    word: str
+    prompt: str
+    dice: dict[str, float]  # target ("all nuclei" or a category) -> mean Dice over the tiles that hold it
+    tiles: dict[str, int]  # target -> how many tiles were averaged
+
+    @property
+    def prompts_for(self) -> str:
+        """The target this word's masks match best, or "none" where no target reaches `PLACED_DICE`."""
+        best = max(self.dice, key=lambda t: -1.0 if np.isnan(self.dice[t]) else self.dice[t])
+        return best if self.dice[best] >= PLACED_DICE else "none"
+
+
+def probe_words(segmenter, rows, categories: list[str], words: list[str],
+                template: str = "segment the {word} nuclei", progress: bool = True) -> list[WordResult]:
+    """`segmenter`: a text-guided-nuclei-segmentation pipeline; `rows`: dataset rows (image,
+    instance_map, class_map); `categories`: the config's names (class_map value i + 1 is the i-th)."""
+    from tqdm.auto import tqdm
+
+    if "{word}" not in template:
+        raise ValueError(f"template {template!r} has no {{word}} placeholder")
+    prompts = [template.format(word=w) for w in words]
+    targets = [ALL_NUCLEI, *categories]
+    scores = {w: {t: [] for t in targets} for w in words}
+    for row in tqdm(rows, desc="tiles", disable=not progress):
+        instances, classes = instance_array(row["instance_map"]), class_array(row["class_map"])
+        masks = {ALL_NUCLEI: instances > 0}
+        masks.update({c: (classes == i + 1) & (instances > 0) for i, c in enumerate(categories)})
+        outputs = segmenter(row["image"], prompts=prompts)  # one vision pass for every word
+        for word, output in zip(words, outputs):
+            predicted = np.asarray(output["mask"]) > 0
+            for target, mask in masks.items():
+                if mask.any():
+                    scores[word][target].append(dice(predicted, mask))
+    return [WordResult(w, p, {t: float(np.mean(v)) if v else float("nan") for t, v in scores[w].items()},
+                       {t: len(v) for t, v in scores[w].items()}) for w, p in zip(words, prompts)]
+
+
+def format_word_table(results: list[WordResult]) -> str:
+    targets = list(results[0].dice)
+    lines = ["| word | " + " | ".join(targets) + " | prompts for |", "|---|" + "---|" * (len(targets) + 1)]
+    for r in results:
+        lines.append(f"| {r.word} | " + " | ".join(f"{r.dice[t]:.2f}" for t in targets) + f" | {r.prompts_for} |")
+    counts = results[0].tiles
+    lines.append("| (tiles) | " + " | ".join(str(counts[t]) for t in targets) + " | |")
+    return "\n".join(lines)
