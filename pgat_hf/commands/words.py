@@ -4,7 +4,8 @@
         [--config synthetic] [--split train] [--max-images 40] [--template "segment the {word} nuclei"]
 
 Prints a table: mean Dice of each word's masks against all nuclei and against each category's
-nuclei (over the tiles that hold them), and which one the word prompts for. Use it to check a
+nuclei (over the tiles that hold them), and which one the word prompts for. `CATEGORY:WORD`
+(`epithelial:acinar`) also scores the word against the category it should prompt for. Use it to check a
 new category word before relying on it; it defaults to training tiles so the test tiles stay
 unseen.
 """
@@ -19,7 +20,10 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgat-hf words", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("words", nargs="+", metavar="WORD", help="category words or phrases to try")
+    parser.add_argument("words", nargs="*", metavar="WORD",
+                        help="category words or phrases to try; CATEGORY:WORD also scores it against that category")
+    parser.add_argument("--words-file", metavar="FILE",
+                        help="more words, one per line (CATEGORY:WORD or WORD; '#' starts a comment)")
     parser.add_argument("--model", required=True, metavar="DIR_OR_REPO", help="checkpoint folder or Hub id")
     parser.add_argument("--dataset", required=True, metavar="DIR_OR_REPO", help="prompt-group dataset folder or Hub id")
     parser.add_argument("--config", default="synthetic", help="the dataset config (source)")
@@ -33,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.words_file:
+        try:
+            lines = open(args.words_file, encoding="utf-8").read().splitlines()
+        except OSError as error:
+            print(f"pgat-hf words: error: {error}", file=sys.stderr)
+            return 2
+        args.words += [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    if not args.words:
+        print("pgat-hf words: error: no words: give WORD arguments or --words-file", file=sys.stderr)
+        return 2
     if "{word}" not in args.template:
         print(f"pgat-hf words: error: --template {args.template!r} has no {{word}} placeholder", file=sys.stderr)
         return 2
@@ -40,20 +54,28 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import pipeline
 
     from pgat_hf.data.dataset import load_categories, load_prompt_dataset
-    from pgat_hf.evaluation.word_probe import format_word_table, probe_words
+    from pgat_hf.evaluation.word_probe import format_word_table, parse_word, probe_words, transfer_dice
 
+    categories = load_categories(args.dataset, args.config)
+    try:
+        for spec in args.words:
+            parse_word(spec, categories)
+    except ValueError as error:
+        print(f"pgat-hf words: error: {error}", file=sys.stderr)
+        return 2
     rows = load_prompt_dataset(args.dataset, args.config, args.split)
     if args.max_images:
         rows = rows.select(range(min(args.max_images, len(rows))))
     segmenter = pipeline("text-guided-nuclei-segmentation", model=args.model)
-    results = probe_words(segmenter, rows, load_categories(args.dataset, args.config), args.words, args.template,
-                          progress=not args.no_progress)
+    results = probe_words(segmenter, rows, categories, args.words, args.template, progress=not args.no_progress)
     print(format_word_table(results))
     if args.json:
         from pgat_hf.atomic import write_text_atomic
 
-        write_text_atomic(args.json, json.dumps([{"word": r.word, "prompt": r.prompt, "dice": r.dice, "tiles": r.tiles,
-                                                  "prompts_for": r.prompts_for} for r in results], indent=1))
+        words = [{"word": r.word, "prompt": r.prompt, "dice": r.dice, "tiles": r.tiles, "prompts_for": r.prompts_for,
+                  "expected": r.expected} for r in results]
+        write_text_atomic(args.json, json.dumps({"model": args.model, "split": args.split, "template": args.template,
+                                                 "transfer_dice": transfer_dice(results), "words": words}, indent=1))
     return 0
 
 

@@ -5,6 +5,11 @@ A word the model reads as a category scores high against that category's mask an
 against the others; a word it cannot place usually gets the model's default instead (often all
 nuclei, or a mixture of categories). Run it on training or validation tiles when the answer
 chooses words or settings: the test tiles stay for the report.
+
+A word may name the category it should prompt for (`epithelial:acinar`); the table then gives
+each such word's Dice against that category and their mean, a score for how well a checkpoint
+carries categories over to words it never trained on. With words that are neither training
+nor held-out synonyms, it chooses settings without touching the held-out words the report uses.
 """
 
 from __future__ import annotations
@@ -26,12 +31,29 @@ class WordResult:
     prompt: str
     dice: dict[str, float]  # target ("all nuclei" or a category) -> mean Dice over the tiles that hold it
     tiles: dict[str, int]  # target -> how many tiles were averaged
+    expected: str | None = None  # the category the word should prompt for, if given
 
     @property
     def prompts_for(self) -> str:
         """The target this word's masks match best, or "none" where no target reaches `PLACED_DICE`."""
         best = max(self.dice, key=lambda t: -1.0 if np.isnan(self.dice[t]) else self.dice[t])
         return best if self.dice[best] >= PLACED_DICE else "none"
+
+
+def parse_word(spec: str, categories: list[str]) -> tuple[str, str | None]:
+    """`"epithelial:acinar"` -> ("acinar", "epithelial"); a spec without a category prefix -> (spec, None)."""
+    prefix, sep, word = spec.partition(":")
+    if not sep:
+        return spec, None
+    if prefix not in categories or not word.strip():
+        raise ValueError(f"{spec!r}: write CATEGORY:WORD with CATEGORY one of {categories}, or the word alone")
+    return word.strip(), prefix
+
+
+def transfer_dice(results: list[WordResult]) -> float | None:
+    """Mean Dice of the words that name a category against that category (None if none do)."""
+    scores = [r.dice[r.expected] for r in results if r.expected is not None]
+    return float(np.mean(scores)) if scores else None
 
 
 def probe_words(segmenter, rows, categories: list[str], words: list[str],
@@ -42,6 +64,9 @@ def probe_words(segmenter, rows, categories: list[str], words: list[str],
 
     if "{word}" not in template:
         raise ValueError(f"template {template!r} has no {{word}} placeholder")
+    specs = words
+    parsed = [parse_word(w, categories) for w in specs]
+    words = [w for w, _ in parsed]
     prompts = [template.format(word=w) for w in words]
     targets = [ALL_NUCLEI, *categories]
     scores = {w: {t: [] for t in targets} for w in words}
@@ -56,14 +81,25 @@ def probe_words(segmenter, rows, categories: list[str], words: list[str],
                 if mask.any():
                     scores[word][target].append(dice(predicted, mask))
     return [WordResult(w, p, {t: float(np.mean(v)) if v else float("nan") for t, v in scores[w].items()},
-                       {t: len(v) for t, v in scores[w].items()}) for w, p in zip(words, prompts)]
+                       {t: len(v) for t, v in scores[w].items()}, expected)
+            for (w, expected), p in zip(parsed, prompts)]
 
 
 def format_word_table(results: list[WordResult]) -> str:
     targets = list(results[0].dice)
-    lines = ["| word | " + " | ".join(targets) + " | prompts for |", "|---|" + "---|" * (len(targets) + 1)]
+    expects = any(r.expected for r in results)
+    extra = ["should prompt for"] if expects else []
+    lines = ["| word | " + " | ".join(targets + ["prompts for"] + extra) + " |",
+             "|---|" + "---|" * (len(targets) + 1 + len(extra))]
     for r in results:
-        lines.append(f"| {r.word} | " + " | ".join(f"{r.dice[t]:.2f}" for t in targets) + f" | {r.prompts_for} |")
+        cells = [f"{r.dice[t]:.2f}" for t in targets] + [r.prompts_for] + ([r.expected or ""] if expects else [])
+        lines.append(f"| {r.word} | " + " | ".join(cells) + " |")
     counts = results[0].tiles
-    lines.append("| (tiles) | " + " | ".join(str(counts[t]) for t in targets) + " | |")
+    lines.append("| (tiles) | " + " | ".join([str(counts[t]) for t in targets] + [""] * (1 + len(extra))) + " |")
+    score = transfer_dice(results)
+    if score is not None:
+        named = [r for r in results if r.expected]
+        hits = sum(r.prompts_for == r.expected for r in named)
+        lines.append(f"\nWords that name their category: mean Dice against it {score:.3f} over {len(named)} words; "
+                     f"{hits} of {len(named)} prompt for it.")
     return "\n".join(lines)
