@@ -64,8 +64,7 @@ def probe_words(segmenter, rows, categories: list[str], words: list[str],
 
     if "{word}" not in template:
         raise ValueError(f"template {template!r} has no {{word}} placeholder")
-    specs = words
-    parsed = [parse_word(w, categories) for w in specs]
+    parsed = [parse_word(spec, categories) for spec in words]  # [(word, expected category or None)]
     words = [w for w, _ in parsed]
     prompts = [template.format(word=w) for w in words]
     targets = [ALL_NUCLEI, *categories]

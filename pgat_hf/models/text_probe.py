@@ -4,8 +4,8 @@ A phrase's vector is the mean of its tokens' static vectors (no special tokens).
 synonym is scored against every category by its best cosine to one of that category's training
 synonyms; it is placed when the best-scoring category lists it as held out (categories that share
 held-out words, such as `connective` and `spindle-shaped`, count as one, and each such word is
-probed once). The margin is its own
-category's score minus the best other category's: negative means misplaced.
+probed once). The margin is its own category's score minus the best other category's: negative
+means misplaced.
 
     python -m pgat_hf.models.text_probe [--table FILE --tokenizer FILE] [--dims 16 32 64] [--prompts YAML]
 """
