@@ -278,8 +278,6 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
         tokenizer=tokenizer, image_processor=image_processor, num_prompts=training_args.num_prompts,
         groups_per_image=training_args.groups_per_image, tasks=tuple(training_args.tasks),
         seed=training_args.prompt_seed, max_text_length=training_args.max_text_length, augment=training_args.augment,
-        token_dropout=training_args.prompt_token_dropout,
-        token_dropout_tasks=tuple(training_args.prompt_token_dropout_tasks),
     )
     trainer = PGATTrainer(
         model=segmenter, args=training_args, train_dataset=train_dataset, eval_dataset=validation_dataset,

@@ -91,32 +91,3 @@ def test_task_filter(tokenizer, synthetic_splits):
     batch = make_collator(tokenizer, tasks=("T1",), groups_per_image=1, augment=False)(rows)
     for i, row in enumerate(rows):
         assert np.array_equal(batch["target_masks"][i, 0].numpy().astype(bool), instance_array(row["instance_map"]) > 0)
-
-
-def test_token_dropout_masks_only_real_word_pieces(synthetic_splits):
-    from pgat_hf.models.text_side import MASK_ID, load_tokenizer
-
-    minilm = load_tokenizer()
-    rows = [synthetic_splits["train"][i] for i in range(8)]
-    plain = make_collator(minilm)(rows)
-    dropped = make_collator(minilm, token_dropout=0.3)(rows)
-    for key in plain:  # groups, prompts, flips and masks are drawn exactly as without dropout
-        if key != "input_ids":
-            assert torch.equal(plain[key], dropped[key]), key
-    changed = plain["input_ids"] != dropped["input_ids"]
-    assert torch.all(dropped["input_ids"][changed] == MASK_ID)
-    real = plain["attention_mask"].bool() & ~torch.isin(plain["input_ids"], torch.tensor(minilm.all_special_ids))
-    assert not (changed & ~real).any(), "[CLS], [SEP] and padding are never dropped"
-    rate = changed.sum().item() / real.sum().item()
-    assert 0.25 < rate < 0.35, rate  # ~1,000 real pieces; binomial sd ~0.015
-    again = make_collator(minilm, token_dropout=0.3)(rows[2:3])  # a row's draw ignores its batch neighbours
-    assert torch.equal(again["input_ids"][0], dropped["input_ids"][2])
-
-
-def test_token_dropout_without_a_mask_token_uses_unk(tokenizer, synthetic_splits):
-    rows = [synthetic_splits["train"][i] for i in range(4)]
-    plain = make_collator(tokenizer)(rows)["input_ids"]
-    dropped = make_collator(tokenizer, token_dropout=0.5)(rows)["input_ids"]
-    changed = plain != dropped
-    assert changed.any()
-    assert torch.all(dropped[changed] == tokenizer.unk_token_id)

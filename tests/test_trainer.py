@@ -98,8 +98,6 @@ def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_min_area=-1)
     with pytest.raises(ValueError, match="inference_presence_threshold"):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_presence_threshold=1.5)
-    with pytest.raises(ValueError, match="prompt_token_dropout"):
-        PGATTrainingArguments(output_dir=str(tmp_path), prompt_token_dropout=1.0)
 
 
 def test_short_training_run_learns_t1(synthetic_splits, tmp_path):

