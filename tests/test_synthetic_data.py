@@ -147,6 +147,20 @@ def test_ensure_builds_only_when_missing(tmp_path):
     assert parquet.stat().st_mtime_ns == stamp
 
 
+def test_a_split_of_zero_tiles_is_left_out(tmp_path):
+    # A validation-only build (the validation-word selection in docs/experiments.md needs no train tiles).
+    generate_synthetic_dataset(tmp_path, num_train=0, num_test=0, num_validation=2, image_size=32)
+    ds = datasets.load_dataset(str(tmp_path), "synthetic", cache_dir=str(tmp_path / "cache"))
+    assert set(ds) == {"validation"} and ds["validation"].num_rows == 2
+    assert ds["validation"][1]["image_id"] == "synthetic-validation-00001"
+    with pytest.raises(ValueError, match="at least one tile"):
+        generate_synthetic_dataset(tmp_path / "none", num_train=0, num_test=0, image_size=32)
+    with pytest.raises(ValueError, match=r"split\(s\) test have no rows"):
+        write_dataset_repo(tmp_path / "empty", "c", {"train": [make_synthetic_row(0, "train", 0, 32)], "test": []},
+                           SYNTHETIC_CATEGORIES)
+    assert not (tmp_path / "empty").exists()
+
+
 def test_second_config_is_merged_into_readme(tmp_path):
     generate_synthetic_dataset(tmp_path, num_train=2, num_test=1, image_size=32)
     extra = make_synthetic_row(5, "train", 0, 32)

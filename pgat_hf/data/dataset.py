@@ -282,6 +282,10 @@ def write_dataset_repo(
     place, so a killed run never leaves a folder that looks complete. Returns ``str(out_dir)``.
     """
     root = Path(out_dir)
+    empty = [split for split, rows in splits.items() if not rows]
+    if empty or not splits:
+        # A parquet split without rows cannot be loaded back (datasets: "corresponds to no data").
+        raise ValueError(f"{root / config_name}: split(s) {', '.join(empty) or '(none)'} have no rows; leave them out")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{config_name}.tmp-"))
     os.chmod(tmp, 0o755)  # mkdtemp makes it private; the final folder should read like any other

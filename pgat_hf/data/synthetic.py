@@ -377,7 +377,7 @@ def generate_synthetic_dataset(
     num_validation: int = 0,
     vocabulary=None,
 ) -> str:
-    """Build the synthetic config (splits train, test and, if asked, validation); returns the path.
+    """Build the synthetic config (splits train, test, validation; a split of 0 tiles is left out); returns the path.
 
     Every row depends only on (seed, split, index, image_size, vocabulary), so the same arguments
     give byte-identical parquet files. The settings (synthetic.json) and the vocabulary file
@@ -386,7 +386,9 @@ def generate_synthetic_dataset(
     from tqdm.auto import tqdm
 
     vocabulary = vocabulary or default_vocabulary()
-    counts = [("train", num_train), ("test", num_test)] + ([("validation", num_validation)] if num_validation else [])
+    counts = [(split, n) for split, n in (("train", num_train), ("test", num_test), ("validation", num_validation)) if n]
+    if not counts:
+        raise ValueError(f"{out_dir}: a synthetic dataset needs at least one tile in train, test or validation")
     splits: dict[str, list[dict]] = {}
     with tqdm(total=sum(n for _, n in counts), desc=f"synthetic tiles ({config_name})") as bar:
         for split, count in counts:
