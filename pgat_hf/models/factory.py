@@ -18,9 +18,8 @@ from pgat_hf.models.inference import inference_settings_from_args
 from pgat_hf.models.tokenizer import train_word_tokenizer
 
 
-TEXT_SIDES = ("minilm", "minilm-contextual", "words")
+TEXT_SIDES = ("minilm", "words")
 STATIC_TEXT_SIDE = "minilm-static"  # config.pgat_text_side of a checkpoint with the frozen static table
-CONTEXTUAL_TEXT_SIDE = "minilm-contextual"  # ... with the whole distilled text encoder, frozen
 
 
 def build_tiny_model(seed: int = 0, hidden_size: int = 32, image_size: int = 128, max_text_length: int = 32,
@@ -33,20 +32,15 @@ def build_tiny_model(seed: int = 0, hidden_size: int = 32, image_size: int = 128
     """
     if text_side not in TEXT_SIDES:
         raise ValueError(f"text_side must be one of {TEXT_SIDES}, got {text_side!r}")
-    if text_side in ("minilm", "minilm-contextual"):
+    if text_side == "minilm":
         from pgat_hf.models import text_side as static
 
         tokenizer = static.load_tokenizer(max_length=max_text_length)
-        if text_side == "minilm-contextual":
-            from pgat_hf.models import contextual_text
-
-            # text_layers trainable CLIP layers over the distilled, frozen ones
-            config_overrides["text_layers"] = contextual_text.encoder_layers() + config_overrides.get("text_layers", 1)
         config = tiny_sam3_config(vocab_size=len(tokenizer), hidden_size=hidden_size, image_size=image_size,
                                   max_text_length=max_text_length, text_hidden_size=text_hidden_size or static.TABLE_DIMS,
                                   pad_token_id=static.PAD_ID, bos_token_id=static.CLS_ID,
                                   eos_token_id=static.SEP_ID, **config_overrides)
-        config.pgat_text_side = STATIC_TEXT_SIDE if text_side == "minilm" else CONTEXTUAL_TEXT_SIDE
+        config.pgat_text_side = STATIC_TEXT_SIDE
     else:
         tokenizer = train_word_tokenizer(prompt_vocabulary(), max_length=max_text_length)
         config = tiny_sam3_config(vocab_size=len(tokenizer), hidden_size=hidden_size, image_size=image_size,
@@ -56,20 +50,13 @@ def build_tiny_model(seed: int = 0, hidden_size: int = 32, image_size: int = 128
     model = Sam3Model(config)
     if text_side == "minilm":
         static.install_static_text_side(model)
-    elif text_side == "minilm-contextual":
-        contextual_text.install_contextual_text_side(model)
     return model, tokenizer, NucleiImageProcessor(image_size=image_size)
 
 
 def freeze_static_text_side(model) -> None:
-    """A checkpoint built with a pretrained text side keeps it frozen when it is trained further."""
-    side = getattr(model.config, "pgat_text_side", None)
-    if side == STATIC_TEXT_SIDE:
+    """A checkpoint built with the static table keeps it frozen when it is trained further."""
+    if getattr(model.config, "pgat_text_side", None) == STATIC_TEXT_SIDE:
         model.text_encoder.text_model.embeddings.token_embedding.weight.requires_grad_(False)
-    elif side == CONTEXTUAL_TEXT_SIDE:
-        from pgat_hf.models.contextual_text import freeze_distilled_layers
-
-        freeze_distilled_layers(model)
 
 
 def load_image_processor(model_name_or_path: str, image_size: int) -> NucleiImageProcessor:

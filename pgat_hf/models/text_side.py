@@ -82,6 +82,7 @@ def verify_weights(path: str | os.PathLike, expected: str = MINILM_WEIGHTS_SHA25
         raise ValueError(f"{path}: sha256 {actual} is not the pinned {name} {expected}")
 
 
+@torch.no_grad()
 def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int = TABLE_DIMS,
                            batch_size: int = 2048, progress: bool = True,
                            weights_sha256: str = MINILM_WEIGHTS_SHA256, cls_id: int = CLS_ID,
@@ -92,6 +93,7 @@ def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int
     entry is positive, then scaled to RMS `TABLE_RMS`. Another encoder distils the same way given its
     weights' sha256 and its start/end ids (all-mpnet-base-v2: `<s>` 0, `</s>` 2; docs/experiments.md).
     """
+    from tqdm.auto import tqdm
     from transformers import AutoModel
 
     folder = Path(model_dir) if model_dir else minilm_dir()
@@ -100,40 +102,22 @@ def distill_static_vectors(model_dir: str | os.PathLike | None = None, dims: int
     torch.set_num_threads(1)
     try:
         model = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
-        embeddings = token_sentence_embeddings(model, cls_id, sep_id, batch_size, progress)
+        vocab = model.config.vocab_size
+        embeddings = np.empty((vocab, model.config.hidden_size), np.float64)
+        for start in tqdm(range(0, vocab, batch_size), desc="static token vectors", disable=not progress):
+            ids = torch.arange(start, min(start + batch_size, vocab))
+            input_ids = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
+            hidden = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
+            embeddings[start:start + len(ids)] = hidden.mean(dim=1).double().numpy()  # [n, hidden]
     finally:
         torch.set_num_threads(threads)
-    mean, axes, scale = pca_projection(embeddings, dims)
-    return ((embeddings - mean) @ axes.T * scale).astype(np.float32)
-
-
-@torch.no_grad()
-def token_sentence_embeddings(model, cls_id: int = CLS_ID, sep_id: int = SEP_ID, batch_size: int = 2048,
-                              progress: bool = True) -> np.ndarray:
-    """[vocab, hidden] float64: each token's sentence embedding on its own (`[CLS] token [SEP]`, mean-pooled)."""
-    from tqdm.auto import tqdm
-
-    vocab = model.config.vocab_size
-    embeddings = np.empty((vocab, model.config.hidden_size), np.float64)
-    for start in tqdm(range(0, vocab, batch_size), desc="static token vectors", disable=not progress):
-        ids = torch.arange(start, min(start + batch_size, vocab))
-        input_ids = torch.stack([torch.full_like(ids, cls_id), ids, torch.full_like(ids, sep_id)], dim=1)
-        hidden = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids)).last_hidden_state
-        embeddings[start:start + len(ids)] = hidden.mean(dim=1).double().numpy()  # [n, hidden]
-    return embeddings
-
-
-def pca_projection(embeddings: np.ndarray, dims: int = TABLE_DIMS) -> tuple[np.ndarray, np.ndarray, float]:
-    """The table's reduction: x -> (x - mean) @ axes.T * scale, axes [dims, hidden] by variance, each
-    axis's sign fixed so its largest-magnitude entry is positive, scale making the table's RMS `TABLE_RMS`."""
-    mean = embeddings.mean(axis=0, keepdims=True)
-    centred = embeddings - mean
+    centred = embeddings - embeddings.mean(axis=0, keepdims=True)
     _, _, components = np.linalg.svd(centred, full_matrices=False)  # rows: principal axes by variance
     components = components[:dims]
     signs = np.sign(components[np.arange(dims), np.abs(components).argmax(axis=1)])
-    axes = components * signs[:, None]
-    reduced = centred @ axes.T  # [vocab, dims]
-    return mean, axes, float(TABLE_RMS / np.sqrt(np.mean(reduced ** 2)))
+    reduced = centred @ (components * signs[:, None]).T  # [vocab, dims]
+    reduced *= TABLE_RMS / np.sqrt(np.mean(reduced ** 2))
+    return reduced.astype(np.float32)
 
 
 def save_table(vectors: np.ndarray, path: str | os.PathLike = TABLE_FILE,
