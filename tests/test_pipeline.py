@@ -141,6 +141,8 @@ def test_bad_images_raise_clear_errors(seg, tmp_path):
         seg(np.zeros((4, 32, 32, 3), np.uint8), prompts="all nuclei")
     with pytest.raises(TypeError, match="PIL image"):
         seg(12, prompts="all nuclei")
+    with pytest.raises(ValueError, match="image is empty: 5x0 pixels"):
+        seg(np.zeros((0, 5, 3), np.uint8), prompts="all nuclei")
 
 
 def drop_small_components(mask, min_area):

@@ -91,6 +91,8 @@ def load_image(image) -> Image.Image:
         image = Image.fromarray(np.ascontiguousarray(intensities_to_uint8(array)))
     if not isinstance(image, Image.Image):
         raise TypeError(f"image must be a PIL image, a path or an array, got {type(image).__name__}")
+    if 0 in image.size:
+        raise ValueError(f"image is empty: {image.size[0]}x{image.size[1]} pixels")
     return image.convert("RGB")
 
 
