@@ -139,6 +139,8 @@ def recipe_to_argv(path: str, known: set[str] | None = None) -> list[str]:
     """
     import difflib
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"recipe not found: {path}")
     with open(path) as handle:
         recipe = yaml.safe_load(handle) or {}
     if not isinstance(recipe, dict):
@@ -156,6 +158,8 @@ def parse_args(argv: list[str] | None = None):
     parser = make_parser()
     if "--config" in argv:
         at = argv.index("--config")
+        if at + 1 == len(argv):
+            raise ValueError("--config needs a recipe file, e.g. --config pgat_hf/recipes/demo.yaml")
         argv = recipe_to_argv(argv[at + 1], known_keys(parser)) + argv[:at] + argv[at + 2:]
     return parser.parse_args_into_dataclasses(args=argv)
 
@@ -270,7 +274,10 @@ def write_run_files(trainer: PGATTrainer, model_args, data_args, argv: list[str]
 
 def main(argv: list[str] | None = None) -> PGATTrainer:
     argv = list(sys.argv[1:] if argv is None else argv)
-    model_args, data_args, training_args = parse_args(argv)
+    try:
+        model_args, data_args, training_args = parse_args(argv)
+    except (FileNotFoundError, ValueError) as error:  # a bad recipe or flag: one line, no traceback
+        raise SystemExit(f"train.py: error: {error}") from error
     set_seed(training_args.seed)
     train_dataset, validation_dataset, eval_dataset = load_splits(data_args, training_args)
     segmenter, tokenizer, image_processor = build_model(model_args, training_args)

@@ -15,6 +15,16 @@ def test_misspelt_recipe_key_names_the_file_and_the_closest_key(tmp_path):
         parse_args(["--config", str(recipe)])
 
 
+def test_a_missing_recipe_stops_with_one_line_naming_it(tmp_path):
+    from pgat_hf.train import main
+
+    with pytest.raises(SystemExit, match=r"train.py: error: recipe not found: .*no_such_recipe.yaml"):
+        main(["--config", str(tmp_path / "no_such_recipe.yaml")])
+    with pytest.raises(SystemExit, match="--config needs a recipe file"):
+        main(["--output_dir", str(tmp_path), "--config"])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_flags_are_not_prefix_matched(tmp_path):
     with pytest.raises(ValueError, match="not used by the HfArgumentParser: \\['--num_prompt', '2'\\]"):
         parse_args(["--num_prompt", "2", "--output_dir", str(tmp_path)])

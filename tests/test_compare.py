@@ -193,6 +193,7 @@ def test_report_only_pairs_seeds_and_writes_intervals_sentences_and_figures(tmp_
 
 
 def test_contrasts_default_to_every_run_against_the_first(tmp_path):
+    (tmp_path / "b.yaml").write_text("max_steps: 2\n")
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "runs": {"baseline": {}, "a": {}, "b": {}}},
                                                          sort_keys=False))
     sweep = load_sweep(tmp_path / "sweep.yaml")
@@ -203,6 +204,18 @@ def test_contrasts_default_to_every_run_against_the_first(tmp_path):
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"base": "b.yaml", "runs": {"a": {}}, "contrasts": [["a", "z"]]}))
     with pytest.raises(ValueError, match="contrast"):
         load_sweep(tmp_path / "bad.yaml")
+
+
+def test_a_missing_sweep_or_base_recipe_is_one_line_naming_the_file(tmp_path, capsys):
+    with pytest.raises(SystemExit, match=r"pgat-hf compare: error: sweep file not found: .*nope.yaml"):
+        compare_main(["--sweep", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "out")])
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"base": "gone.yaml", "runs": {"a": {}}}))
+    with pytest.raises(FileNotFoundError, match=r"sweep.yaml: its base recipe .*gone.yaml does not exist"):
+        load_sweep(tmp_path / "sweep.yaml")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    with pytest.raises(ValueError, match="list.yaml must be a YAML mapping"):
+        load_sweep(tmp_path / "list.yaml")
+    assert not (tmp_path / "out").exists()
 
 
 def test_dice_by_held_out_synonym_matches_whole_words():

@@ -67,12 +67,18 @@ def load_sweep(path: str | Path) -> dict:
     contrasts: optional [[a, b], ...] of run names; None (absent) means every run against the first one.
     """
     path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file not found: {path}")
     with open(path) as handle:
         sweep = yaml.safe_load(handle) or {}
+    if not isinstance(sweep, dict):
+        raise ValueError(f"sweep file {path} must be a YAML mapping with `base` and `runs`")
     for key in ("base", "runs"):
         if key not in sweep:
             raise ValueError(f"sweep file {path} needs a `{key}` entry")
     sweep["base"] = str((path.parent / sweep["base"]).resolve())
+    if not Path(sweep["base"]).is_file():
+        raise FileNotFoundError(f"sweep file {path}: its base recipe {sweep['base']} does not exist")
     sweep.setdefault("seeds", [0])
     sweep["common"] = sweep.get("common") or {}
     contrasts = sweep.get("contrasts")
@@ -494,7 +500,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.workers < 1 or (args.threads is not None and args.threads < 1):
         raise SystemExit("--workers and --threads take a whole number of at least 1")
 
-    sweep = load_sweep(args.sweep)
+    try:
+        sweep = load_sweep(args.sweep)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"pgat-hf compare: error: {error}") from error
     names = args.only or list(sweep["runs"])
     unknown = [n for n in names if n not in sweep["runs"]]
     if unknown:
