@@ -6,8 +6,8 @@ import json
 import pytest
 import yaml
 
-from pgat_hf.commands.compare import (aggregate, load_sweep, main as compare_main, resolve_contrasts, run_argv,
-                                     training_order)
+from pgat_hf.commands.compare import load_sweep, main as compare_main, resolve_contrasts, run_argv, training_order
+from pgat_hf.evaluation.comparison import aggregate
 from pgat_hf.train import mapping_to_argv
 
 
@@ -237,7 +237,7 @@ def test_dice_by_held_out_synonym_matches_whole_words():
 
 def test_synonym_table_reads_the_vocabulary_the_run_trained_on(tmp_path):
     """A run whose data came from an edited vocabulary is tabulated by that file's held-out synonyms."""
-    from pgat_hf.commands.compare import run_vocabulary
+    from pgat_hf.evaluation.comparison import run_vocabulary
     from pgat_hf.data.vocabulary import DEFAULT_VOCABULARY
 
     config = tmp_path / "data" / "synthetic"

@@ -267,7 +267,8 @@ EXPORT_CHILD = textwrap.dedent("""
 def test_killed_export_leaves_no_run_that_a_sweep_would_take_for_finished(tmp_path):
     import json
 
-    from pgat_hf.commands.compare import export_runs, finished_seeds
+    from pgat_hf.commands.compare import export_runs
+    from pgat_hf.evaluation.comparison import finished_seeds
 
     run = tmp_path / "runs" / "pgat" / "seed0"
     run.mkdir(parents=True)
