@@ -240,8 +240,8 @@ def test_many_prompts_keep_logits_at_the_model_resolution(seg):
     with torch.no_grad():  # as Pipeline.forward runs it
         outputs = seg._forward(inputs, prompt_batch_size=8)
     size = seg.model.config.vision_config.backbone_config.image_size
-    # [P, h, w] at the mask decoder's resolution, not [P, 400, 600]: memory is P·h·w plus one
-    # full-size prompt at a time in postprocess.
-    assert tuple(outputs["logits"].shape) == (20, size // 2, size // 2)
+    # [windows, P, h, w] at the mask decoder's resolution, not [P, 400, 600]: memory is P·h·w plus
+    # one full-size prompt at a time in postprocess.
+    assert tuple(outputs["logits"].shape) == (1, 20, size // 2, size // 2)
     results = seg.postprocess(outputs)
     assert len(results) == 20 and all(r["mask"].size == (600, 400) for r in results)

@@ -8,6 +8,11 @@ probability); `label_map` (int32 HxW instance ids, 0 = background: connected com
 mask); `instances` (per nucleus: id, bbox [x0, y0, x1, y1] in pixels, area, mean mask
 probability as score). All prompts of one image share one vision pass.
 
+An image larger than the tiles the model was trained on can be segmented window by window:
+`seg(image, prompts=..., tile_size=256, tile_overlap=64)` runs overlapping windows of 256 pixels
+(one vision pass each), gates each window's probability by its own presence score and blends the
+windows with weights that fall off towards their edges; `score` is then the highest window's.
+
 This file imports only torch, numpy, PIL, transformers and `.sam3_ops`, so `pgat-hf push` can ship
 it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
 """
@@ -96,6 +101,44 @@ def load_image(image) -> Image.Image:
     return image.convert("RGB")
 
 
+def window_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of windows of `tile` pixels over `length`, `overlap` apart at least, the last at the edge."""
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, length - tile + 1, stride))
+    return starts if starts[-1] == length - tile else starts + [length - tile]
+
+
+def window_boxes(width: int, height: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
+    """(x0, y0, x1, y1) of every window, row by row; one box of the whole image when it fits in a tile."""
+    return [(x, y, min(x + tile, width), min(y + tile, height))
+            for y in window_starts(height, tile, overlap) for x in window_starts(width, tile, overlap)]
+
+
+def window_weight(width: int, height: int, ramp: int) -> np.ndarray:
+    """[height, width] blending weight: 1 inside, falling linearly to 1/(ramp+1) over `ramp` pixels at each edge."""
+    def profile(n: int) -> np.ndarray:
+        distance = np.minimum(np.arange(n), np.arange(n)[::-1]) + 1.0  # 1 at the edge pixel
+        return np.minimum(distance / (ramp + 1.0), 1.0) if ramp > 0 else np.ones(n)
+
+    return np.outer(profile(height), profile(width)).astype(np.float32)
+
+
+def check_tiling(tile_size, tile_overlap) -> tuple[int | None, int]:
+    """(tile_size, overlap) as whole numbers, clear errors otherwise; overlap defaults to a quarter tile."""
+    if tile_size is None:
+        if tile_overlap is not None:
+            raise ValueError("tile_overlap needs tile_size")
+        return None, 0
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 16:
+        raise ValueError(f"tile_size must be a whole number of pixels, at least 16, got {tile_size!r}")
+    overlap = tile_size // 4 if tile_overlap is None else tile_overlap
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile_size:
+        raise ValueError(f"tile_overlap must be a whole number of pixels from 0 to tile_size - 1, got {overlap!r}")
+    return tile_size, overlap
+
+
 def check_prompts(prompts) -> list[str]:
     if isinstance(prompts, str):
         prompts = [prompts]
@@ -133,10 +176,12 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
                                   int(self.model.config.vision_config.backbone_config.image_size))
 
     def _sanitize_parameters(self, prompts=None, threshold=None, presence_threshold=None, min_instance_area=None,
-                             prompt_batch_size=None, **unused):
+                             prompt_batch_size=None, tile_size=None, tile_overlap=None, **unused):
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
         if prompts is not None:
             preprocess_params["prompts"] = prompts
+        if tile_size is not None or tile_overlap is not None:
+            preprocess_params["tile_size"], preprocess_params["tile_overlap"] = check_tiling(tile_size, tile_overlap)
         if prompt_batch_size is not None:
             forward_params["prompt_batch_size"] = prompt_batch_size
         if threshold is not None:
@@ -154,14 +199,17 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         a list of images -> a list of such results. Call parameters: threshold (mask probability,
         default the checkpoint's), presence_threshold (empty the mask when the presence score is
         below it; default the checkpoint's), min_instance_area (components under this many pixels are
-        dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size.
+        dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size, tile_size and
+        tile_overlap (window-by-window inference of a large image, module docstring; default: the
+        whole image in one pass).
         """
         if prompts is None:
             raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
         check_prompts(prompts)
+        check_tiling(kwargs.get("tile_size"), kwargs.get("tile_overlap"))
         return super().__call__(images, prompts=prompts, **kwargs)
 
-    def preprocess(self, image, prompts=None):
+    def preprocess(self, image, prompts=None, tile_size=None, tile_overlap=0):
         rgb = load_image(image)
         single = isinstance(prompts, str)
         prompts = check_prompts(prompts)
@@ -170,15 +218,31 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
             logger.warning(note)
         tokens = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=max_length,
                                 return_tensors="pt")
-        pixel_values = preprocess_image(rgb, self.preprocessing["size"], self.preprocessing["mean"],
-                                        self.preprocessing["std"])[None]
+        width, height = rgb.size
+        boxes = window_boxes(width, height, tile_size, tile_overlap) if tile_size else [(0, 0, width, height)]
+        pixel_values = torch.stack([preprocess_image(rgb.crop(box) if len(boxes) > 1 else rgb, self.preprocessing["size"],
+                                                     self.preprocessing["mean"], self.preprocessing["std"])
+                                    for box in boxes])  # [windows, 3, size, size]
         return {"pixel_values": pixel_values, "input_ids": tokens["input_ids"],
                 "attention_mask": tokens["attention_mask"], "prompts": prompts, "single": single,
-                "image_size": rgb.size}
+                "image_size": rgb.size, "boxes": boxes, "ramp": tile_overlap // 2}
 
     def _forward(self, model_inputs, prompt_batch_size: int = 16):
-        pixel_values = model_inputs["pixel_values"].to(self.device, dtype=self.model.dtype)
-        input_ids, attention_mask = model_inputs["input_ids"], model_inputs["attention_mask"]
+        logits, presence = [], []
+        for window in model_inputs["pixel_values"]:  # one vision pass per window, shared by every prompt
+            window_logits, window_presence = self._decode_window(window[None], model_inputs["input_ids"],
+                                                                 model_inputs["attention_mask"], prompt_batch_size)
+            logits.append(window_logits)
+            presence.append(window_presence)
+        # Logits stay at the model's resolution [windows, P, h, w]; postprocess upsamples one prompt
+        # and window at a time, so memory grows with the prompt count at h·w, not at the image's size.
+        return {"logits": torch.stack(logits), "presence": torch.stack(presence),
+                "image_size": model_inputs["image_size"], "prompts": model_inputs["prompts"],
+                "single": model_inputs["single"], "boxes": model_inputs["boxes"], "ramp": model_inputs["ramp"]}
+
+    def _decode_window(self, pixel_values, input_ids, attention_mask, prompt_batch_size: int):
+        """One image [1, 3, size, size] and P prompts -> (mask logits [P, h, w], presence probability [P]) on the CPU."""
+        pixel_values = pixel_values.to(self.device, dtype=self.model.dtype)
         if self.is_clipseg:  # CLIP's vision activations once, as the CLIPSeg backend shares them in training
             hidden = self.model.clip.get_image_features(pixel_values=pixel_values, output_hidden_states=True)
             vision = tuple(hidden.hidden_states[i + 1] for i in self.model.extract_layers)
@@ -199,11 +263,7 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
                     self.settings["mask_source"], int(self.settings["mask_topk"]))
             logits.append(chunk_logits.float())
             presence.append(chunk_presence.float())
-        # Logits stay at the model's resolution [P, h, w]; postprocess upsamples one prompt at a
-        # time, so memory grows with the prompt count at h·w, not at the image's size.
-        return {"logits": torch.cat(logits).cpu(), "presence": torch.cat(presence).sigmoid().cpu(),
-                "image_size": model_inputs["image_size"], "prompts": model_inputs["prompts"],
-                "single": model_inputs["single"]}
+        return torch.cat(logits).cpu(), torch.cat(presence).sigmoid().cpu()
 
     def postprocess(self, model_outputs, threshold=None, presence_threshold=None, min_instance_area=None):
         threshold = float(self.settings["threshold"] if threshold is None else threshold)
@@ -212,9 +272,15 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         if min_instance_area is None:
             min_instance_area = int(self.settings["min_area"])
         results = []
-        for prompt, logits, score in zip(model_outputs["prompts"], model_outputs["logits"],
-                                         model_outputs["presence"].numpy()):
-            probability = upsample_probability(logits, model_outputs["image_size"])  # [H, W] at the input size
+        presence = model_outputs["presence"].numpy()  # [windows, P]
+        for index, prompt in enumerate(model_outputs["prompts"]):
+            logits, scores = model_outputs["logits"][:, index], presence[:, index]
+            if len(model_outputs["boxes"]) == 1:
+                probability = upsample_probability(logits[0], model_outputs["image_size"])  # [H, W] at the input size
+            else:
+                probability = blend_windows(logits, scores >= presence_threshold, model_outputs["boxes"],
+                                            model_outputs["image_size"], model_outputs["ramp"])
+            score = scores.max()
             label_map = prompt_instances(probability, float(score), threshold, presence_threshold, min_instance_area)
             results.append({
                 "prompt": prompt,
@@ -224,6 +290,25 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
                 "instances": describe_instances(label_map, probability),
             })
         return results[0] if model_outputs["single"] else results
+
+
+def blend_windows(logits: torch.Tensor, present: np.ndarray, boxes: list[tuple[int, int, int, int]],
+                  image_size: tuple[int, int], ramp: int) -> np.ndarray:
+    """One prompt's window logits [windows, h, w] -> probability [H, W] over the whole image.
+
+    Each window's probability (zero where its own presence score is under the threshold) is
+    weighted by `window_weight` and the weights are normalised pixel by pixel, so a pixel only one
+    window covers keeps that window's value.
+    """
+    width, height = image_size
+    total = np.zeros((height, width), np.float32)
+    weights = np.zeros((height, width), np.float32)
+    for window_logits, window_present, (x0, y0, x1, y1) in zip(logits, present, boxes):
+        weight = window_weight(x1 - x0, y1 - y0, ramp)
+        if window_present:
+            total[y0:y1, x0:x1] += weight * upsample_probability(window_logits, (x1 - x0, y1 - y0))
+        weights[y0:y1, x0:x1] += weight
+    return total / weights
 
 
 def describe_instances(label_map: np.ndarray, probability: np.ndarray) -> list[dict]:
