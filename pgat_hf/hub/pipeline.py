@@ -220,17 +220,18 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
                                 return_tensors="pt")
         width, height = rgb.size
         boxes = window_boxes(width, height, tile_size, tile_overlap) if tile_size else [(0, 0, width, height)]
-        pixel_values = torch.stack([preprocess_image(rgb.crop(box) if len(boxes) > 1 else rgb, self.preprocessing["size"],
-                                                     self.preprocessing["mean"], self.preprocessing["std"])
-                                    for box in boxes])  # [windows, 3, size, size]
-        return {"pixel_values": pixel_values, "input_ids": tokens["input_ids"],
-                "attention_mask": tokens["attention_mask"], "prompts": prompts, "single": single,
-                "image_size": rgb.size, "boxes": boxes, "ramp": tile_overlap // 2}
+        return {"image": rgb, "input_ids": tokens["input_ids"], "attention_mask": tokens["attention_mask"],
+                "prompts": prompts, "single": single, "image_size": rgb.size, "boxes": boxes,
+                "ramp": tile_overlap // 2}
 
     def _forward(self, model_inputs, prompt_batch_size: int = 16):
         logits, presence = [], []
-        for window in model_inputs["pixel_values"]:  # one vision pass per window, shared by every prompt
-            window_logits, window_presence = self._decode_window(window[None], model_inputs["input_ids"],
+        boxes = model_inputs["boxes"]
+        for box in boxes:  # one vision pass per window, shared by every prompt; windows made one at a time
+            window = model_inputs["image"].crop(box) if len(boxes) > 1 else model_inputs["image"]
+            pixel_values = preprocess_image(window, self.preprocessing["size"], self.preprocessing["mean"],
+                                            self.preprocessing["std"])[None]
+            window_logits, window_presence = self._decode_window(pixel_values, model_inputs["input_ids"],
                                                                  model_inputs["attention_mask"], prompt_batch_size)
             logits.append(window_logits)
             presence.append(window_presence)
