@@ -21,9 +21,10 @@ MASK_SOURCES = ("semantic", "topk")
 # pipeline infer the way the model was trained; a plain SAM3 checkpoint gets these defaults.
 # min_area: mask components smaller than this many pixels (at the image's size) are dropped;
 # presence_threshold: a prompt whose presence score (SAM3's "is the concept in the image" head) is
-# below it gets an empty mask. 0 and 0.0 leave the mask as the logits give it.
+# below it gets an empty mask. 0 and 0.0 leave the mask as the logits give it. tile_size: the side
+# of the training images; the pipeline segments a larger image in windows of that side (0: never).
 INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5,
-                      "min_area": 0, "presence_threshold": 0.0}
+                      "min_area": 0, "presence_threshold": 0.0, "tile_size": 0}
 
 
 def intensities_to_uint8(array: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from pgat_hf.models.factory import build_tiny_model, load_segmenter
 from pgat_hf.evaluation.metrics import INSTANCE_METRIC_NAMES
 
 SETTINGS = {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32, "threshold": 0.5, "min_area": 0,
-            "presence_threshold": 0.0}
+            "presence_threshold": 0.0, "tile_size": 0}
 
 
 def save_checkpoint(folder, seed):

@@ -236,7 +236,7 @@ def test_many_prompts_keep_logits_at_the_model_resolution(seg):
     prompts = [f"nuclei number {i}" for i in range(20)]
     import torch
 
-    inputs = seg.preprocess(image, prompts=prompts)
+    inputs = seg.preprocess(image, prompts=prompts, tile_size=0, tile_overlap=0)  # one pass, no windows
     with torch.no_grad():  # as Pipeline.forward runs it
         outputs = seg._forward(inputs, prompt_batch_size=8)
     size = seg.model.config.vision_config.backbone_config.image_size

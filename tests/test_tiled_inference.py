@@ -93,6 +93,22 @@ def test_overlapping_windows_agree_with_the_tiles_where_one_window_covers(seg, t
         assert np.array_equal(whole[y:y + side, x:x + side][single], alone[single]), index
 
 
+def test_the_checkpoint_records_its_training_tile_side_and_the_pipeline_uses_it(seg, tiles, trained_checkpoint):
+    import json
+
+    side = tiles[0].width
+    config = json.loads((trained_checkpoint[0] / "config.json").read_text())
+    assert config["pgat_inference"]["tile_size"] == side  # the fixture's training tiles
+    image = mosaic(tiles)
+    default = seg(image, prompts=PROMPTS)
+    explicit = seg(image, prompts=PROMPTS, tile_size=side, tile_overlap=side // 4)
+    one_pass = seg(image, prompts=PROMPTS, tile_size=0)
+    for a, b, c in zip(default, explicit, one_pass):
+        assert np.array_equal(np.asarray(a["mask"]), np.asarray(b["mask"])) and a["score"] == b["score"]
+        assert c["mask"].size == a["mask"].size
+    assert any(not np.array_equal(np.asarray(a["mask"]), np.asarray(c["mask"])) for a, c in zip(default, one_pass))
+
+
 def test_an_image_that_fits_in_one_tile_is_one_pass(seg, tiles):
     plain = seg(tiles[0], prompts=PROMPTS)
     tiled = seg(tiles[0], prompts=PROMPTS, tile_size=tiles[0].width * 2)
@@ -101,11 +117,11 @@ def test_an_image_that_fits_in_one_tile_is_one_pass(seg, tiles):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"tile_size": 8}, "tile_size must be a whole number of pixels, at least 16"),
-    ({"tile_size": 64.0}, "tile_size must be a whole number"),
+    ({"tile_size": 8}, r"tile_size must be 0 \(one pass\) or a whole number of pixels, at least 16"),
+    ({"tile_size": 64.0}, "tile_size must be 0"),
     ({"tile_size": 64, "tile_overlap": 64}, "tile_overlap must be a whole number of pixels from 0 to tile_size - 1"),
     ({"tile_size": 64, "tile_overlap": -1}, "tile_overlap must be"),
-    ({"tile_overlap": 8}, "tile_overlap needs tile_size"),
+    ({"tile_size": 0, "tile_overlap": 8}, "tile_overlap needs a tile_size"),
 ])
 def test_bad_tiling_raises_clear_errors(seg, tiles, kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -93,11 +93,15 @@ def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
     assert json.load(open(tmp_path / "preprocessor_config.json"))["size"] == {"height": 64, "width": 64}
     # how it infers travels with it: stock Sam3Config keeps the extra key
     assert reloaded.config.pgat_inference == {"mask_source": "semantic", "mask_topk": 5, "max_text_length": 32,
-                                              "threshold": 0.5, "min_area": 12, "presence_threshold": 0.4}
+                                              "threshold": 0.5, "min_area": 12, "presence_threshold": 0.4,
+                                              "tile_size": 64}  # the training tiles' side
+    assert json.load(open(tmp_path / "pgat_training_args.json"))["inference_tile_size"] == 64
     with pytest.raises(ValueError, match="inference_min_area"):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_min_area=-1)
     with pytest.raises(ValueError, match="inference_presence_threshold"):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_presence_threshold=1.5)
+    with pytest.raises(ValueError, match="inference_tile_size must be >= 0"):
+        PGATTrainingArguments(output_dir=str(tmp_path), inference_tile_size=-1)
 
 
 def test_short_training_run_learns_t1(synthetic_splits, tmp_path):

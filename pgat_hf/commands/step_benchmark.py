@@ -15,7 +15,6 @@ spent waiting for the data loader with the default loader settings.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import statistics

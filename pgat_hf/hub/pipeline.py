@@ -8,10 +8,11 @@ probability); `label_map` (int32 HxW instance ids, 0 = background: connected com
 mask); `instances` (per nucleus: id, bbox [x0, y0, x1, y1] in pixels, area, mean mask
 probability as score). All prompts of one image share one vision pass.
 
-An image larger than the tiles the model was trained on can be segmented window by window:
-`seg(image, prompts=..., tile_size=256, tile_overlap=64)` runs overlapping windows of 256 pixels
-(one vision pass each), gates each window's probability by its own presence score and blends the
-windows with weights that fall off towards their edges; `score` is then the highest window's.
+An image larger than the tiles the model was trained on is segmented window by window: windows
+of the checkpoint's training tile side (config.json `pgat_inference.tile_size`; or `tile_size=N`
+in the call, `tile_size=0` for one pass), overlapping by `tile_overlap` pixels (a quarter tile),
+one vision pass each. Each window's probability is gated by its own presence score and the windows
+are blended with weights that fall off towards their edges; `score` is then the highest window's.
 
 This file imports only torch, numpy, PIL, transformers and `.sam3_ops`, so `pgat-hf push` can ship
 it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
@@ -125,14 +126,15 @@ def window_weight(width: int, height: int, ramp: int) -> np.ndarray:
     return np.outer(profile(height), profile(width)).astype(np.float32)
 
 
-def check_tiling(tile_size, tile_overlap) -> tuple[int | None, int]:
-    """(tile_size, overlap) as whole numbers, clear errors otherwise; overlap defaults to a quarter tile."""
-    if tile_size is None:
-        if tile_overlap is not None:
-            raise ValueError("tile_overlap needs tile_size")
-        return None, 0
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or tile_size < 16:
-        raise ValueError(f"tile_size must be a whole number of pixels, at least 16, got {tile_size!r}")
+def check_tiling(tile_size, tile_overlap) -> tuple[int, int]:
+    """(tile_size, overlap) as whole numbers, clear errors otherwise; tile_size 0: one pass, overlap a
+    quarter tile unless given."""
+    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or not (tile_size == 0 or tile_size >= 16):
+        raise ValueError(f"tile_size must be 0 (one pass) or a whole number of pixels, at least 16, got {tile_size!r}")
+    if tile_size == 0:
+        if tile_overlap:
+            raise ValueError("tile_overlap needs a tile_size")
+        return 0, 0
     overlap = tile_size // 4 if tile_overlap is None else tile_overlap
     if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile_size:
         raise ValueError(f"tile_overlap must be a whole number of pixels from 0 to tile_size - 1, got {overlap!r}")
@@ -181,7 +183,8 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         if prompts is not None:
             preprocess_params["prompts"] = prompts
         if tile_size is not None or tile_overlap is not None:
-            preprocess_params["tile_size"], preprocess_params["tile_overlap"] = check_tiling(tile_size, tile_overlap)
+            preprocess_params["tile_size"], preprocess_params["tile_overlap"] = check_tiling(
+                self.default_tile_size() if tile_size is None else tile_size, tile_overlap)
         if prompt_batch_size is not None:
             forward_params["prompt_batch_size"] = prompt_batch_size
         if threshold is not None:
@@ -200,16 +203,23 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         default the checkpoint's), presence_threshold (empty the mask when the presence score is
         below it; default the checkpoint's), min_instance_area (components under this many pixels are
         dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size, tile_size and
-        tile_overlap (window-by-window inference of a large image, module docstring; default: the
-        whole image in one pass).
+        tile_overlap (window-by-window inference of an image larger than a tile, module docstring;
+        default: the checkpoint's `tile_size`, 0 = one pass).
         """
         if prompts is None:
             raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
         check_prompts(prompts)
-        check_tiling(kwargs.get("tile_size"), kwargs.get("tile_overlap"))
+        tile_size = kwargs.get("tile_size")
+        check_tiling(self.default_tile_size() if tile_size is None else tile_size, kwargs.get("tile_overlap"))
         return super().__call__(images, prompts=prompts, **kwargs)
 
-    def preprocess(self, image, prompts=None, tile_size=None, tile_overlap=0):
+    def default_tile_size(self) -> int:
+        """The checkpoint's training tile side (0: one pass), from config.json pgat_inference."""
+        return int(self.settings.get("tile_size") or 0)
+
+    def preprocess(self, image, prompts=None, tile_size=None, tile_overlap=None):
+        if tile_size is None:  # no tiling parameter in the call: the checkpoint's own
+            tile_size, tile_overlap = check_tiling(self.default_tile_size(), None)
         rgb = load_image(image)
         single = isinstance(prompts, str)
         prompts = check_prompts(prompts)

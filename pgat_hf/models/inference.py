@@ -19,12 +19,17 @@ __all__ = ["inference_settings_from_args", "mask_to_instances", "predict_instanc
            "predict_probabilities"]
 
 # pgat_inference setting -> the training argument that sets it, where the names differ.
-SETTING_ARGUMENTS = {"min_area": "inference_min_area", "presence_threshold": "inference_presence_threshold"}
+SETTING_ARGUMENTS = {"min_area": "inference_min_area", "presence_threshold": "inference_presence_threshold",
+                     "tile_size": "inference_tile_size"}
 
 
 def inference_settings_from_args(args: dict) -> dict:
     """config.json's pgat_inference from training arguments (vars(args) or pgat_training_args.json)."""
-    return {key: args.get(SETTING_ARGUMENTS.get(key, key), default) for key, default in INFERENCE_DEFAULTS.items()}
+    settings = {}
+    for key, default in INFERENCE_DEFAULTS.items():
+        value = args.get(SETTING_ARGUMENTS.get(key, key))
+        settings[key] = default if value is None else value
+    return settings
 
 
 @torch.no_grad()

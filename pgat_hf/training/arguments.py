@@ -54,6 +54,12 @@ class PGATTrainingArguments(TrainingArguments):
         metadata={"help": "Inference post-processing, saved with the checkpoint like inference_min_area: a prompt "
                           "whose presence score (SAM3's presence head) is below this gets an empty mask. 0 never gates."},
     )
+    inference_tile_size: int | None = field(
+        default=None,
+        metadata={"help": "Saved with the checkpoint (config.json pgat_inference.tile_size): the pipeline segments an "
+                          "image larger than this many pixels window by window. Default: the side of the training "
+                          "images; 0: always one pass over the whole image."},
+    )
     mask_loss: str = field(default="bce", metadata={"help": "Per-pixel mask loss: bce or focal."})
     mask_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the per-pixel mask term in L_seg."})
     dice_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the dice term in L_seg."})
@@ -127,6 +133,8 @@ class PGATTrainingArguments(TrainingArguments):
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
         if self.inference_min_area < 0:
             raise ValueError(f"inference_min_area must be >= 0, got {self.inference_min_area}")
+        if self.inference_tile_size is not None and self.inference_tile_size < 0:
+            raise ValueError(f"inference_tile_size must be >= 0 (0: no windows), got {self.inference_tile_size}")
         if not 0.0 <= self.inference_presence_threshold <= 1.0:
             raise ValueError(f"inference_presence_threshold must be in [0, 1], got {self.inference_presence_threshold}")
         if self.lora_modules_to_save in (["none"], ["None"], [""]):

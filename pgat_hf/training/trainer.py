@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import safetensors.torch
 import torch
@@ -48,6 +48,14 @@ def enable_activation_checkpointing(model, activation_checkpointing_kwargs=None,
         layer.gradient_checkpointing = index % every_n_layers == 0
         layer._gradient_checkpointing_func = functools.partial(checkpoint, **kwargs)
     return len(layers)
+
+
+def training_tile_size(dataset, sample: int = 64) -> int:
+    """The most common longer side of the first `sample` training images; 0 without an image column."""
+    if dataset is None or "image" not in (getattr(dataset, "column_names", None) or []) or len(dataset) == 0:
+        return 0
+    sides = Counter(max(image.size) for image in dataset.select(range(min(sample, len(dataset))))["image"])
+    return int(sides.most_common(1)[0][0])
 
 
 class PGATTrainer(Trainer):
@@ -119,6 +127,8 @@ class PGATTrainer(Trainer):
         return metrics
 
     def inference_settings(self) -> dict:
+        if self.args.inference_tile_size is None:  # recorded in the args too, for adapter-only checkpoints
+            self.args.inference_tile_size = training_tile_size(self.train_dataset)
         return inference_settings_from_args(vars(self.args))
 
     def _save_checkpoint(self, model, trial) -> None:
