@@ -185,7 +185,9 @@ def test_clipseg_end_to_end_train_card_eval_and_pipeline(synthetic_dir, tmp_path
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8))
     prompts = ["all nuclei", "lymphoid nuclei"]
     seg = pipeline("text-guided-nuclei-segmentation", model=str(out))
-    results = seg(image, prompts=prompts)
+    results = seg(image, prompts=prompts, tile_size=0)  # one pass, as the evaluator runs a tile
+    windowed = seg(image, prompts=prompts)  # 70 px > the 64-px training tiles: two windows by default
+    assert [r["mask"].size for r in windowed] == [(70, 50)] * 2
     segmenter, tokenizer, image_processor, settings = load_segmenter(str(out))
     masks, presence = predict_masks(segmenter, image_processor, tokenizer, image, prompts, settings["max_text_length"],
                                     settings["threshold"], settings["min_area"], settings["presence_threshold"])
