@@ -168,7 +168,8 @@ def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
     assert results["Dice T1 (low prompts)"] == pytest.approx(report["summary"]["dice"]["T1"]["low"], abs=1e-4)
     text = card.text
     for expected in ("prompts per group K | 3", "λ (group loss)", "group_loss_mode", "held_out", "Licences",
-                     "Sam3Model.from_pretrained", "synthetic"):
+                     "Sam3Model.from_pretrained", "synthetic",
+                     "an image larger than the 64-pixel training tiles in overlapping windows"):
         assert expected in text, expected
     # `pgat-hf card` regenerates it, with a repo id in the snippets and a plot embedded if present
     from PIL import Image
