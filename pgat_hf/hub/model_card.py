@@ -190,7 +190,7 @@ def postprocessing_text(inference: dict) -> str:
         text += f", and connected components smaller than {inference['min_area']} pixels are dropped"
     if inference["presence_threshold"] > 0:
         text += f"; a prompt whose presence score is below {inference['presence_threshold']} gets an empty mask"
-    if inference.get("tile_size", 0) > 0:
+    if inference["tile_size"] > 0:
         text += (f". The pipeline segments an image larger than the {inference['tile_size']}-pixel training tiles "
                  f"in overlapping windows of that side (`tile_size=0`: one pass)")
     return text

@@ -208,9 +208,7 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         """
         if prompts is None:
             raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
-        check_prompts(prompts)
-        tile_size = kwargs.get("tile_size")
-        check_tiling(self.default_tile_size() if tile_size is None else tile_size, kwargs.get("tile_overlap"))
+        check_prompts(prompts)  # tile_size / tile_overlap are checked in _sanitize_parameters
         return super().__call__(images, prompts=prompts, **kwargs)
 
     def default_tile_size(self) -> int:

@@ -72,6 +72,8 @@ class PGATTrainer(Trainer):
         self._pgat_metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.last_robustness = None
         self.pgat_loss = PGATLoss.from_args(self.args)
+        if self.args.inference_tile_size is None:  # in the args, so pgat_training_args.json keeps it too
+            self.args.inference_tile_size = training_tile_size(self.train_dataset)
         if hasattr(self.data_collator, "epoch"):
             self.add_callback(CollatorEpochCallback(self.data_collator))
 
@@ -127,8 +129,6 @@ class PGATTrainer(Trainer):
         return metrics
 
     def inference_settings(self) -> dict:
-        if self.args.inference_tile_size is None:  # recorded in the args too, for adapter-only checkpoints
-            self.args.inference_tile_size = training_tile_size(self.train_dataset)
         return inference_settings_from_args(vars(self.args))
 
     def _save_checkpoint(self, model, trial) -> None:
