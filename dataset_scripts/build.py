@@ -18,6 +18,7 @@ data as prompts.yaml. Same arguments, byte-identical parquet files. ``--train-fr
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--source is required unless only --validate is asked for")
     if args.source not in (None, "synthetic") and not args.raw:
         parser.error(f"--raw is required for --source {args.source}")
+    if args.tile_size < 0 or args.overlap < 0:
+        parser.error("--tile-size and --overlap must be 0 or more")
+    # A config name is a folder name and a `datasets` config name: no separators, wildcards or dots.
+    if args.config_name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.config_name):
+        parser.error(f"--config-name {args.config_name!r}: use letters, digits, '_' and '-' only")
     return args
 
 

@@ -68,6 +68,13 @@ def test_user_vocabulary_makes_groups_with_its_synonyms(tmp_path):
      "also a training template"),
     (lambda d: d.update(colour="red"), "top level.colour", "unknown key"),
     (lambda d: d["categories"]["mitotic figure"].pop("train"), "categories.mitotic figure", "missing `train`"),
+    (lambda d: d["templates"]["T1"]["medium"].append("cells"), "templates.T1.medium[2]", "'cells' is also a low template"),
+    (lambda d: d["templates"]["T1"].update(held_out=["pick out the nuclei"]), "templates.T1.held_out",
+     "needs at least 2 templates"),
+    # One template and one synonym give this category a single distinct prompt per group draw of two.
+    (lambda d: (d["templates"]["T2"].update(low=["{syn} nuclei"]),
+                d["categories"]["tumour-infiltrating lymphocyte"].update(train=["til"])),
+     "templates.T2.low", "gives category 'tumour-infiltrating lymphocyte' fewer than 2 distinct prompts"),
 ])
 def test_bad_vocabulary_names_file_and_entry(tmp_path, edit, entry, message):
     data = user_vocabulary()
@@ -90,3 +97,10 @@ def test_held_out_synonym_prompt_that_equals_a_training_prompt_is_refused(tmp_pa
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(VocabularyError, match="nope.yaml: prompt vocabulary file not found"):
         load_vocabulary(tmp_path / "nope.yaml")
+
+
+def test_file_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(yaml.safe_dump(user_vocabulary()).replace("mitosis", "mitose\u00e9").encode("latin-1"))
+    with pytest.raises(VocabularyError, match="latin1.yaml: not UTF-8 text .*save it as UTF-8"):
+        load_vocabulary(path)

@@ -21,6 +21,10 @@ HELD_OUT_SYNONYM = "held_out_synonym"  # training templates filled with held-out
 TEMPLATE_KEYS = TRAINING_QUALITIES + (HELD_OUT,)
 TASKS = ("T1", "T2")
 PLACEHOLDER = "{syn}"
+# Each group draws this many distinct prompts per training quality and this many held-out
+# framings (prompts.make_prompt_groups), so every pool must hold at least that many.
+PROMPTS_PER_QUALITY = 2
+HELD_OUT_PER_GROUP = 2
 DEFAULT_VOCABULARY = Path(__file__).parent / "vocabularies" / "default.yaml"
 
 _TRAILING_PUNCT = re.compile(r"[\s.,;:!?]+$")
@@ -157,11 +161,28 @@ def _parse_templates(path, raw) -> dict[str, dict[str, tuple[str, ...]]]:
                 if re.sub(r"\{syn\}", "", template).count("{") or template.count("}") != template.count(PLACEHOLDER):
                     _fail(path, f"{where}.{quality}[{index}]", f"{template!r}: the only placeholder is {PLACEHOLDER}")
             templates[task][quality] = entries
-        seen = {t for q in TRAINING_QUALITIES for t in templates[task][q]}
-        for index, template in enumerate(templates[task][HELD_OUT]):
-            if template in seen:
-                _fail(path, f"{where}.{HELD_OUT}[{index}]", f"{template!r} is also a training template")
+        seen: dict[str, str] = {}
+        for quality in TEMPLATE_KEYS:
+            for index, template in enumerate(templates[task][quality]):
+                if template in seen:
+                    kind = "also a training template" if quality == HELD_OUT else f"also a {seen[template]} template"
+                    _fail(path, f"{where}.{quality}[{index}]", f"{template!r} is {kind}")
+                seen.setdefault(template, quality)
     return templates
+
+
+def _check_pool_sizes(vocabulary: PromptVocabulary) -> None:
+    """Every group's draw must find enough distinct prompts: fail at load, not at the first row."""
+    need = {**dict.fromkeys(TRAINING_QUALITIES, PROMPTS_PER_QUALITY), HELD_OUT: HELD_OUT_PER_GROUP}
+    for quality, count in need.items():
+        if len(vocabulary.pool("T1", quality)) < count:
+            _fail(vocabulary.source, f"templates.T1.{quality}",
+                  f"needs at least {count} templates (a group draws {count} distinct prompts)")
+        for name in vocabulary.categories:
+            if len(vocabulary.pool("T2", quality, name)) < count:
+                _fail(vocabulary.source, f"templates.T2.{quality}",
+                      f"gives category {name!r} fewer than {count} distinct prompts (a group draws {count}); "
+                      "add templates or synonyms")
 
 
 def parse_vocabulary(text: str, source: str = "<memory>") -> PromptVocabulary:
@@ -176,6 +197,7 @@ def parse_vocabulary(text: str, source: str = "<memory>") -> PromptVocabulary:
         categories=_parse_categories(source, raw["categories"]), templates=_parse_templates(source, raw["templates"]),
         source=source, sha256=hashlib.sha256(text.encode()).hexdigest(), text=text)
     _check_held_out_prompts(vocabulary)
+    _check_pool_sizes(vocabulary)
     return vocabulary
 
 
@@ -205,7 +227,16 @@ def load_vocabulary(path: str | Path | None = None) -> PromptVocabulary:
 
 @lru_cache(maxsize=16)
 def _load_cached(path: str, _mtime_ns: int) -> PromptVocabulary:
-    return parse_vocabulary(Path(path).read_text(encoding="utf-8"), source=path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise VocabularyError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from err
+    return parse_vocabulary(text, source=path)
+
+
+def missing_categories(vocabulary: PromptVocabulary, names) -> list[str]:
+    """The dataset category names the vocabulary has no entry for (their only synonym is the name)."""
+    return [name for name in names if normalize_prompt(name.replace("_", " ")) not in vocabulary.categories]
 
 
 def default_vocabulary() -> PromptVocabulary:

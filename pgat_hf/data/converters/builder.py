@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from pgat_hf.data.dataset import write_dataset_repo
 from pgat_hf.data import synthetic
 from pgat_hf.data.synthetic import PROMPTS_FILE
-from pgat_hf.data.vocabulary import default_vocabulary
+from pgat_hf.data.vocabulary import default_vocabulary, missing_categories
 from pgat_hf.data.converters.card import BUILD_FILE, update_card
 from pgat_hf.data.converters.readers import ConversionError
 from pgat_hf.data.converters.registry import SOURCES
@@ -64,6 +65,12 @@ def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: floa
     from tqdm.auto import tqdm
 
     vocabulary = vocabulary or default_vocabulary()
+    missing = missing_categories(vocabulary, spec.categories)
+    if missing:  # e.g. a key spelt spindle_shaped for CoNSeP's spindle-shaped: its synonyms go unused
+        warnings.warn(f"{vocabulary.source}: no entry for categor{'y' if len(missing) == 1 else 'ies'} "
+                      f"{', '.join(map(repr, missing))} of {spec.name}; the category name is its only "
+                      f"synonym and it has no held-out synonyms (entries: {', '.join(vocabulary.categories)})",
+                      stacklevel=2)
     splits, split_stats = {}, {}
     for split, images in spec.splits.items():
         chosen = select_fraction(images, train_fraction, seed) if split == "train" else images

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pgat_hf.data.converters.files import child_dir, find_dir, require_dir
+from pgat_hf.data.converters.files import child_dir, find_dir, find_dirs, require_dir
 from pgat_hf.data.converters.paired import paired_images
 from pgat_hf.data.converters.readers import fail
 from pgat_hf.data.converters.spec import ConfigSpec, SourceInfo
@@ -47,9 +47,15 @@ def _images_and_labels(folder: Path) -> tuple[Path, Path]:
     fail(folder, "expected Images/ and Labels/ folders (or imageXX.png + imageXX_mask.txt) inside")
 
 
+def _holds_tiles(folder: Path) -> bool:
+    return ((child_dir(folder, "images") is not None and child_dir(folder, "labels") is not None)
+            or any(p.name.lower().endswith("_mask.txt") for p in folder.iterdir()))
+
+
 def convert_cpm15(raw: Path) -> list[ConfigSpec]:
-    root = find_dir(require_dir(raw), "cpm15", required=False) or raw
-    images, labels = _images_and_labels(root)
+    # The shallowest folder called cpm15 that holds the tiles: HoVer-Net's zip unpacks to cpm15/cpm15/.
+    candidates = [d for d in find_dirs(require_dir(raw), "cpm15") if _holds_tiles(d)]
+    images, labels = _images_and_labels(candidates[0] if candidates else raw)
     return [ConfigSpec("cpm15", [], {"test": paired_images(images, labels, "cpm15")})]
 
 

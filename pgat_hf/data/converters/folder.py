@@ -6,9 +6,12 @@
     DIR/masks/<stem>.<png|tif|mat|npy>       instance ids, 0 = background (same stem)
     DIR/classes/<stem>.<png|tif|npy>         optional per-pixel class ids 0..C
     DIR/categories.json                      optional ["name of class 1", ...]; needed with classes/
-or  DIR/train/images + DIR/train/masks, DIR/test/..., DIR/validation/...  (one split each)
+or  DIR/train/images + DIR/train/masks, DIR/test/..., DIR/validation/...  (one split each;
+    ``training``, ``val``, ``valid`` and ``testing`` are read as those splits)
 
-Without split folders everything goes to split ``train``. The config name defaults to the
+Without split folders everything goes to split ``train``. A folder with split folders and images/
+beside them, or with a subfolder holding images/ that names no split, stops with an error rather
+than leaving images out. The config name defaults to the
 folder's name (lower case, non-alphanumerics → "_"); ``--config-name`` overrides it.
 
 ``histology``: the paper's "Histology" zero-shot set is not tied to one public download we could
@@ -28,7 +31,9 @@ from pgat_hf.data.converters.paired import paired_images
 from pgat_hf.data.converters.readers import fail
 from pgat_hf.data.converters.spec import ConfigSpec, SourceInfo
 
-SPLITS = ("train", "validation", "test")
+# Split → the folder names read as that split (any case), first match wins.
+SPLIT_FOLDERS = {"train": ("train", "training"), "validation": ("validation", "val", "valid"),
+                 "test": ("test", "testing")}
 
 INFO_FOLDER = SourceInfo(
     name="folder", title="Local image/mask folder", homepage="",
@@ -54,8 +59,13 @@ def _categories(root: Path) -> list[str]:
         names = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         fail(path, f"not valid JSON ({err})")
-    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
         fail(path, "must be a JSON list of category names")
+    seen = set()
+    for name in names:
+        if name.strip().lower() in seen:
+            fail(path, f"names category {name!r} twice; class ids 1..C need one name each")
+        seen.add(name.strip().lower())
     return names
 
 
@@ -74,14 +84,26 @@ def convert_folder(raw: Path, config_name: str | None = None) -> list[ConfigSpec
     name = config_name or config_name_for(raw)
     categories = _categories(raw)
     spec = ConfigSpec(name, categories)
-    split_dirs = {s: child_dir(raw, s) for s in SPLITS}
+    split_dirs = {s: child_dir(raw, *names) for s, names in SPLIT_FOLDERS.items()}
     if any(split_dirs.values()):
+        _check_no_stray_images(raw, [d for d in split_dirs.values() if d is not None])
         for split, folder in split_dirs.items():
             if folder is not None:
                 spec.splits[split] = _split(folder, f"{name}-{split}", len(categories), raw)
     else:
         spec.splits["train"] = _split(raw, name, len(categories), raw)
     return [spec]
+
+
+def _check_no_stray_images(raw: Path, split_dirs: list[Path]) -> None:
+    """With split folders, images anywhere else would be left out without a word: stop instead."""
+    if child_dir(raw, "images") is not None:
+        fail(raw, "holds both split folders and images/: move images/ and masks/ into train/ "
+                  "(or another split folder)")
+    known = ", ".join(n for names in SPLIT_FOLDERS.values() for n in names)
+    for child in sorted(raw.iterdir()):
+        if child.is_dir() and child not in split_dirs and child_dir(child, "images") is not None:
+            fail(child, f"holds images/ but names no split (read as splits: {known})")
 
 
 def convert_histology(raw: Path) -> list[ConfigSpec]:

@@ -1,7 +1,8 @@
 """MoNuSeg 2018 / Kumar (Kumar et al. 2017): 1000×1000 TCGA H&E tiles with polygon annotations.
 
 Expected raw layout (the MoNuSeg challenge zips from https://monuseg.grand-challenge.org, any
-nesting; images and XML are paired by file stem wherever they sit below RAW):
+nesting; images and XML are paired by file stem wherever they sit below RAW, skipping hidden
+files, macOS metadata and folders of masks, labels or overlays):
 
     RAW/MoNuSeg 2018 Training Data/Tissue Images/TCGA-18-5592-01Z-00-DX1.tif ...   (30 RGB tiles)
     RAW/MoNuSeg 2018 Training Data/Annotations/TCGA-18-5592-01Z-00-DX1.xml ...
@@ -30,10 +31,11 @@ from skimage.draw import polygon
 from pgat_hf.data.converters.readers import IMAGE_EXTENSIONS, as_instance_ids, fail, read_rgb
 from pgat_hf.data.converters.spec import ConfigSpec, RawImage, SourceInfo, loaded
 
+# Two tiles of each training organ: breast, kidney, liver, prostate.
 KUMAR_SAME = [
-    "TCGA-21-5786-01Z-00-DX1", "TCGA-49-4488-01Z-00-DX1", "TCGA-A7-A13F-01Z-00-DX1",
-    "TCGA-CH-5767-01Z-00-DX1", "TCGA-E2-A1B5-01Z-00-DX1", "TCGA-G9-6336-01Z-00-DX1",
-    "TCGA-B0-5698-01Z-00-DX1", "TCGA-B0-5710-01Z-00-DX1",
+    "TCGA-E2-A1B5-01Z-00-DX1", "TCGA-E2-A14V-01Z-00-DX1", "TCGA-B0-5698-01Z-00-DX1",
+    "TCGA-B0-5710-01Z-00-DX1", "TCGA-21-5784-01Z-00-DX1", "TCGA-21-5786-01Z-00-DX1",
+    "TCGA-CH-5767-01Z-00-DX1", "TCGA-G9-6362-01Z-00-DX1",
 ]
 KUMAR_DIFF = [
     "TCGA-AY-A8YK-01A-01-TS1", "TCGA-DK-A2I6-01A-01-TS1", "TCGA-KB-A93J-01A-01-TS1",
@@ -96,17 +98,42 @@ def _load(image_path: Path, xml_path: Path):
     return loaded(rgb, instances, None, 0, xml_path)
 
 
+def _is_hidden(path: Path, raw: Path) -> bool:
+    """Hidden files and macOS metadata (``__MACOSX/``, ``._name``), which unzipping leaves beside tiles."""
+    return any(part.startswith(".") or part.lower() == "__macosx" for part in path.relative_to(raw).parts)
+
+
+def _in_mask_folder(path: Path, raw: Path) -> bool:
+    """In a folder of masks, labels or overlays that users add beside the tissue images."""
+    folders = [part.lower() for part in path.relative_to(raw).parts[:-1]]
+    return any(word in part for part in folders for word in ("mask", "label", "overlay"))
+
+
 def _pairs(raw: Path) -> dict[str, tuple[Path, Path]]:
     """stem → (image, xml) for every annotated tile below ``raw``."""
-    xmls = {p.stem: p for p in sorted(raw.rglob("*")) if p.suffix.lower() == ".xml"}
-    images = [p for p in sorted(raw.rglob("*")) if p.suffix.lower() in IMAGE_EXTENSIONS
-              and p.stem in xmls and "overlay" not in str(p.parent).lower()]
+    files = [p for p in sorted(raw.rglob("*")) if p.is_file() and not _is_hidden(p, raw)]
+    xmls: dict[str, Path] = {}
+    for path in (p for p in files if p.suffix.lower() == ".xml"):
+        if path.stem in xmls:
+            fail(path, f"a second annotation of {path.stem} (the first is {xmls[path.stem]}): keep one")
+        xmls[path.stem] = path
     if not xmls:
         fail(raw, "no MoNuSeg .xml annotation files below this folder")
-    pairs = {p.stem: (p, xmls[p.stem]) for p in images}
+    candidates: dict[str, list[Path]] = {}
+    for path in files:
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.stem in xmls and not _in_mask_folder(path, raw):
+            candidates.setdefault(path.stem, []).append(path)
+    pairs = {}
     for stem, xml in xmls.items():
-        if stem not in pairs:
+        images = candidates.get(stem, [])
+        tifs = [p for p in images if p.suffix.lower() in (".tif", ".tiff")]
+        chosen = tifs if len(images) > 1 and tifs else images  # MoNuSeg ships .tif: prefer it
+        if not chosen:
             fail(xml, f"no image {stem}.tif next to or near this annotation")
+        if len(chosen) > 1:
+            fail(xml, f"{len(chosen)} images could be this annotation's tile "
+                      f"({', '.join(str(p) for p in chosen)}): keep one")
+        pairs[stem] = (chosen[0], xml)
     return pairs
 
 
@@ -116,8 +143,11 @@ def _raw_image(stem: str, image: Path, xml: Path) -> RawImage:
 
 
 def convert(raw: Path) -> list[ConfigSpec]:
+    raw = Path(raw).resolve()
     pairs = _pairs(raw)
-    is_test = {stem: "test" in str(image.relative_to(raw).parent).lower()
+    # A tile is a test tile when a folder on its path, ``raw`` itself included, says "test"
+    # ("MoNuSegTestData"), so --raw pointed at the test folder alone keeps its tiles in test.
+    is_test = {stem: "test" in str(image.parent.relative_to(raw.parent)).lower()
                for stem, (image, _) in pairs.items()}
     monuseg = ConfigSpec("monuseg", [])
     for split in ("train", "test"):

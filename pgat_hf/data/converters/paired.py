@@ -49,10 +49,13 @@ def paired_images(
     """One RawImage per image in ``images_dir``; every image must have a label file (the error
     names the image otherwise). Labels may carry a ``_mask`` / ``_label`` suffix. Renderings
     shipped beside the images (``*_poly.png``, ``*_overlay.png``) are skipped."""
-    out = []
+    out, seen = [], {}
     for image in list_images(images_dir):
         if image.stem.lower().endswith(_RENDERINGS):
             continue
+        if image.stem.lower() in seen:  # one stem, one label file: two images cannot share it
+            fail(image, f"has the same name as {seen[image.stem.lower()].name} but for the extension; keep one")
+        seen[image.stem.lower()] = image
         kwargs = {"extensions": label_extensions} if label_extensions else {}
         label = label_for(image, labels_dir, **kwargs)
         class_file = label_for(image, classes_dir) if classes_dir is not None else None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pgat_hf.sam3_ops import intensities_to_uint8
 from skimage.segmentation import relabel_sequential
@@ -65,7 +65,9 @@ def read_rgb(path) -> np.ndarray:
     """Image file → uint8 (H, W, 3). PIL first; tifffile for TIFFs PIL cannot decode."""
     path = require_file(Path(path), "image")
     try:
-        with Image.open(path) as img:
+        with Image.open(path) as opened:
+            # Pixels as a viewer shows them: a JPEG's EXIF orientation applied, as the pipeline does.
+            img = ImageOps.exif_transpose(opened)
             if img.mode in ("RGB", "RGBA", "L", "P", "LA", "CMYK"):
                 return as_rgb(np.asarray(img.convert("RGB")), path)
             array = np.asarray(img)  # 16/32-bit single channel
@@ -169,9 +171,29 @@ def as_instance_ids(array: np.ndarray, path) -> np.ndarray:
     return relabelled.astype(np.int32)
 
 
+def check_not_binary(ids: np.ndarray, path) -> None:
+    """A 0/255 (or 0/1) semantic mask read as instance ids would be one nucleus: stop instead.
+
+    One id over three or more separate regions is taken for a binary mask; a single nucleus may
+    be cut in two by a neighbour drawn over it, so two regions pass.
+    """
+    values = np.unique(ids[ids > 0])
+    if values.size != 1:
+        return
+    from scipy import ndimage
+
+    _, regions = ndimage.label(ids > 0)
+    if regions >= 3:
+        fail(path, f"holds one id ({values[0]}) over {regions} separate regions: a binary mask, not "
+                   "instance ids; give each nucleus its own id (e.g. skimage.measure.label on the mask)")
+
+
 def read_instance_map(path, mat_key: str = "inst_map") -> np.ndarray:
-    """Label file → int32 (H, W) ids 1..N."""
-    return as_instance_ids(read_label_array(path, mat_key), path)
+    """Label file → int32 (H, W) ids 1..N; a binary mask stops with an error naming the file."""
+    raw = read_label_array(path, mat_key)
+    ids = as_instance_ids(raw, path)
+    check_not_binary(np.asarray(raw).reshape(ids.shape).astype(np.int64), path)  # the file's own ids
+    return ids
 
 
 def check_same_size(image: np.ndarray, label: np.ndarray, image_path, label_path) -> None:
