@@ -170,3 +170,25 @@ def test_vocabulary_without_an_entry_for_a_category_warns(tmp_path):
     (tmp_path / "raw" / "categories.json").write_text(json.dumps(["spindle_shaped"]))
     with pytest.warns(UserWarning, match="no entry for category 'spindle_shaped' of raw; the category name is its only"):
         build_source("folder", tmp_path / "raw", tmp_path / "out", tile_size=0)
+
+
+def test_rows_held_as_png_write_the_same_files_in_a_fraction_of_the_memory(tmp_path):
+    import copy
+    import hashlib
+
+    from pgat_hf.data.converters.builder import hold_as_png
+    from pgat_hf.data.converters.spec import make_row
+    from pgat_hf.data.dataset import write_dataset_repo
+    from pgat_hf.data.vocabulary import default_vocabulary
+
+    smooth = np.clip(180 + 20 * np.sin(np.arange(256)[:, None, None] / 9.0) + rgb((256, 256)) // 32, 0, 255)
+    instances = discs((256, 256), [(40, 40), (120, 200), (200, 90)], radius=9)
+    row = make_row("t0", smooth.astype(np.uint8), instances, (instances > 0).astype(np.int32), ["neoplastic"],
+                   "folder", "t", "c", 0, default_vocabulary())
+    held = hold_as_png(copy.deepcopy(row))
+    decoded = sum(np.asarray(row[c]).nbytes for c in ("image", "instance_map", "class_map"))
+    assert sum(len(held[c]["bytes"]) for c in ("image", "instance_map", "class_map")) < decoded / 2
+    for name, rows in (("pil", [row]), ("png", [held])):
+        write_dataset_repo(tmp_path / name, "c", {"train": rows}, ["neoplastic"])
+    digest = lambda name: hashlib.sha256((tmp_path / name / "c" / "train-00000-of-00001.parquet").read_bytes()).digest()  # noqa: E731
+    assert digest("pil") == digest("png")

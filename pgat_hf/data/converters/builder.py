@@ -9,6 +9,7 @@ and re-render the README dataset card from every config in the folder.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -56,6 +57,24 @@ def _count(stats: dict, instances: np.ndarray, classes: np.ndarray, categories: 
         stats["rows_with_category"][name] += int(members.size > 0)
 
 
+IMAGE_COLUMNS = ("image", "instance_map", "class_map")
+
+
+def hold_as_png(row: dict) -> dict:
+    """Keep each image column as the PNG bytes the parquet file stores, not as decoded pixels.
+
+    A decoded 256-px row holds about 0.6 MiB and a build keeps every row of every split until it
+    writes, so PanNuke's 7,901 rows would need 4-5 GiB; their PNGs need a fraction of that. The
+    bytes are what `datasets` would encode from the image (PNG, default settings), so the written
+    files are unchanged.
+    """
+    for column in IMAGE_COLUMNS:
+        buffer = io.BytesIO()
+        row[column].save(buffer, format="PNG")
+        row[column] = {"bytes": buffer.getvalue(), "path": None}
+    return row
+
+
 def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: float = 1.0,
                  seed: int = 0, tile_size: int = 256, overlap: int = 0, vocabulary=None) -> dict:
     """Convert and write one config; returns its build record (also saved as build.json).
@@ -81,8 +100,8 @@ def build_config(spec: ConfigSpec, source: str, out_dir, *, train_fraction: floa
             for tile_id, rgb, instances, classes in cut_tiles(
                 raw.image_id, image.rgb, image.instances, image.classes, tile_size, overlap
             ):
-                rows.append(make_row(tile_id, rgb, instances, classes, spec.categories, source,
-                                     raw.tissue, spec.name, seed, vocabulary))
+                rows.append(hold_as_png(make_row(tile_id, rgb, instances, classes, spec.categories, source,
+                                                 raw.tissue, spec.name, seed, vocabulary)))
                 _count(stats, instances, classes, spec.categories)
         splits[split], split_stats[split] = rows, stats
     record = {
