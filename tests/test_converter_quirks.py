@@ -60,6 +60,7 @@ def test_monuseg_skips_macos_metadata_and_user_mask_folders(tmp_path):
     assert np.array_equal(np.asarray(test[0]["image"]), test_image)
     assert (train.num_rows, test.num_rows) == (1, 1)
     assert int(instance_array(test[0]["instance_map"]).max()) == 2
+    assert (train[0]["tissue"], test[0]["tissue"]) == ("breast", "kidney")
     kumar = load_prompt_dataset(tmp_path / "out", "kumar_same", "test")
     assert kumar["image_id"] == [f"monuseg-{TRAIN_STEM}"]
 

@@ -41,7 +41,7 @@ KUMAR_DIFF = [
     "TCGA-AY-A8YK-01A-01-TS1", "TCGA-DK-A2I6-01A-01-TS1", "TCGA-KB-A93J-01A-01-TS1",
     "TCGA-NH-A8F7-01A-01-TS1", "TCGA-RD-A8N9-01A-01-TS1", "TCGA-G2-A2EK-01A-02-TSB",
 ]
-# Organ of each training tile by TCGA patient prefix, as MoNuSeg lists them.
+# Organ of each tile by TCGA patient prefix, as MoNuSeg lists them: the 30 training tiles, then the 14 test tiles.
 ORGANS = {
     **dict.fromkeys(["TCGA-18-5592", "TCGA-21-5784", "TCGA-21-5786", "TCGA-38-6178",
                      "TCGA-49-4488", "TCGA-50-5931"], "liver"),
@@ -54,6 +54,15 @@ ORGANS = {
     **dict.fromkeys(["TCGA-DK-A2I6", "TCGA-G2-A2EK"], "bladder"),
     **dict.fromkeys(["TCGA-AY-A8YK", "TCGA-NH-A8F7"], "colon"),
     **dict.fromkeys(["TCGA-KB-A93J", "TCGA-RD-A8N9"], "stomach"),
+}
+TEST_ORGANS = {
+    **dict.fromkeys(["TCGA-AC-A2FO", "TCGA-AO-A0J2"], "breast"),
+    **dict.fromkeys(["TCGA-2Z-A9J9", "TCGA-GL-6846", "TCGA-IZ-8196"], "kidney"),
+    **dict.fromkeys(["TCGA-44-2665", "TCGA-69-7764"], "lung"),
+    **dict.fromkeys(["TCGA-EJ-A46H", "TCGA-HC-7209"], "prostate"),
+    **dict.fromkeys(["TCGA-CU-A0YN", "TCGA-ZF-A9R5"], "bladder"),
+    **dict.fromkeys(["TCGA-A6-6782"], "colon"),
+    **dict.fromkeys(["TCGA-FG-A4MU", "TCGA-HT-8564"], "brain"),
 }
 
 INFO = SourceInfo(
@@ -138,7 +147,8 @@ def _pairs(raw: Path) -> dict[str, tuple[Path, Path]]:
 
 
 def _raw_image(stem: str, image: Path, xml: Path) -> RawImage:
-    tissue = ORGANS.get("-".join(stem.split("-")[:3]), "unknown")
+    patient = "-".join(stem.split("-")[:3])
+    tissue = ORGANS.get(patient) or TEST_ORGANS.get(patient, "unknown")
     return RawImage(f"monuseg-{stem}", tissue, str(image), partial(_load, image, xml))
 
 
