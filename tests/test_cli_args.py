@@ -66,3 +66,19 @@ def test_help_imports_neither_torch_nor_transformers():
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert result.stdout.strip().splitlines()[-1] == "[]"
     assert "--max-images" in result.stdout and "--sweep" in result.stdout and "--repo" in result.stdout
+
+
+def test_card_errors_are_one_line_naming_the_folder_or_file(tmp_path, capsys):
+    from pgat_hf.commands.card import main as card_main
+
+    assert card_main(["--model", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err == f"pgat-hf card: error: no folder '{tmp_path / 'nope'}'\n"
+    (tmp_path / "config.json").write_text("{}")
+    assert card_main(["--model", str(tmp_path)]) == 2  # no model.safetensors: not a checkpoint
+    assert capsys.readouterr().err == (f"pgat-hf card: error: {tmp_path} is not a checkpoint folder "
+                                       f"(needs config.json and model.safetensors)\n")
+    (tmp_path / "robustness_report.json").write_text('{"summary": {"dice": ')  # a copy cut short
+    assert card_main(["--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pgat-hf card: error: {tmp_path / 'robustness_report.json'} is not valid JSON (")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "README.md").exists()

@@ -251,3 +251,18 @@ def test_synonym_table_reads_the_vocabulary_the_run_trained_on(tmp_path):
     (run / "pgat_run.json").write_text(json.dumps({"dataset_path": "hub-org/no-such-folder",
                                                    "dataset_configs": ["synthetic"]}))
     assert run_vocabulary(run) is None  # the default vocabulary is used then
+
+
+def test_report_only_without_finished_runs_stops_and_creates_nothing(tmp_path, capsys):
+    (tmp_path / "base.yaml").write_text("max_steps: 200\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": "base.yaml", "runs": {"baseline": {"num_prompts": 1}, "pgat": {}}}))
+    typo = tmp_path / "typo_runs"
+    assert compare_main(["--sweep", str(sweep), "--out", str(typo), "--report-only"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"pgat-hf compare: error: no finished runs under {typo} (looked for NAME/seedS/"
+                   f"robustness_report.json, NAME one of baseline, pgat)\n")
+    assert not typo.exists()
+    write_run(typo / "pgat" / "seed0", 0.9, 0.05, fake_records(0.4))  # one finished run: a report
+    assert compare_main(["--sweep", str(sweep), "--out", str(typo), "--report-only"]) == 0
+    assert (typo / "comparison.md").is_file()

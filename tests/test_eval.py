@@ -126,18 +126,56 @@ def test_zero_shot_restricts_table5(checkpoints, synthetic_dir, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["zero_shot_configs"] == []
 
 
+def one_error_line(capsys) -> str:
+    """The command's error: stderr's last line, `pgat-hf eval: error: ...`, with no traceback before it
+    (datasets' progress bars may come first)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("pgat-hf eval: error: "), err
+    assert sum("error" in line.lower() for line in lines) == 1, err
+    return lines[-1]
+
+
 @pytest.mark.parametrize("flag, value, message", [
     ("--model", "/no/such/checkpoint", "model not found"),
     ("--dataset", "/no/such/dataset", "dataset not found"),
     ("--configs", "pannuke", "has no config 'pannuke'; available: synthetic"),
     ("--split", "validation", "has no split 'validation'"),
+    ("--dataset", "{data}/synthetic", "{data}/synthetic looks like a config folder; pass its parent {data} and "
+                                      "--configs synthetic"),
 ])
 def test_clear_errors(checkpoints, synthetic_dir, tmp_path, capsys, flag, value, message):
     args = {"--model": checkpoints[0], "--dataset": synthetic_dir, "--configs": "synthetic", "--split": "test"}
-    args[flag] = value
+    args[flag] = value.replace("{data}", synthetic_dir)
     argv = [part for pair in args.items() for part in pair] + ["--out", str(tmp_path), "--no-progress"]
     assert eval_cli.main(argv) == 2
-    assert message in capsys.readouterr().err
+    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("out, json_name, message", [
+    ("log.txt", None, "--out {tmp}/log.txt is a file; pass a folder"),
+    ("log.txt/eval", None, "--out {tmp}/log.txt/eval: {tmp}/log.txt is a file, not a folder"),
+    ("eval", ".", "--json {tmp} is a folder; pass a file path"),
+])
+def test_an_unwritable_out_stops_before_anything_is_loaded(synthetic_dir, tmp_path, capsys, out, json_name, message):
+    """Checked first: with a model that does not exist, the message is still about --out / --json."""
+    (tmp_path / "log.txt").write_text("a training log\n")
+    argv = ["--model", "/no/such/checkpoint", "--dataset", synthetic_dir, "--out", str(tmp_path / out),
+            "--no-progress"] + (["--json", str(tmp_path / json_name)] if json_name else [])
+    assert eval_cli.main(argv) == 2
+    assert message.replace("{tmp}", str(tmp_path)) in one_error_line(capsys)
+    assert (tmp_path / "log.txt").read_text() == "a training log\n" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "log.txt"]
+
+
+def test_a_negative_max_images_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        eval_cli.main(["--model", "m", "--dataset", "d", "--max-images", "-1"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "pgat-hf eval: error: argument --max-images: must be at least 0, got -1"
+    with pytest.raises(report.EvalError, match="max_images and grid_tiles must be >= 0"):
+        report.evaluate_models(["m"], "d", max_images=-1)
 
 
 def test_pgat_hf_eval_command(checkpoints, synthetic_dir, tmp_path):

@@ -100,8 +100,37 @@ def test_checkpoint_is_a_stock_sam3_model(synthetic_splits, tmp_path):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_min_area=-1)
     with pytest.raises(ValueError, match="inference_presence_threshold"):
         PGATTrainingArguments(output_dir=str(tmp_path), inference_presence_threshold=1.5)
-    with pytest.raises(ValueError, match="inference_tile_size must be >= 0"):
-        PGATTrainingArguments(output_dir=str(tmp_path), inference_tile_size=-1)
+
+
+
+@pytest.mark.parametrize("tile_size", [-1, 8, 15])
+def test_an_inference_tile_size_the_pipeline_refuses_is_refused_before_training(tmp_path, tile_size):
+    from pgat_hf.hub.pipeline import check_tiling
+    from pgat_hf.training.arguments import MIN_TILE_SIZE
+
+    with pytest.raises(ValueError, match=rf"inference_tile_size must be 0 \(one pass, no windows\) or at least 16 "
+                                         rf"pixels, the pipeline's smallest window; got {tile_size}"):
+        PGATTrainingArguments(output_dir=str(tmp_path), inference_tile_size=tile_size)
+    with pytest.raises(ValueError, match="at least 16"):
+        check_tiling(tile_size, None)
+    for accepted in (0, MIN_TILE_SIZE):  # the same bound on both sides
+        args = PGATTrainingArguments(output_dir=str(tmp_path), inference_tile_size=accepted)
+        assert args.inference_tile_size == accepted
+        check_tiling(accepted, None)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)], ids=["umask-022", "umask-027"])
+def test_saved_weights_are_readable_as_the_umask_allows(synthetic_splits, tmp_path, umask, mode):
+    """safetensors writes 0o600; the saved checkpoint's weights get a new file's mode, like its config.json."""
+    trainer = make_trainer(synthetic_splits, tmp_path / "out", max_steps=1)
+    previous = os.umask(umask)
+    try:
+        trainer.save_model(str(tmp_path / "checkpoint"))
+    finally:
+        os.umask(previous)
+    permissions = {name: os.stat(tmp_path / "checkpoint" / name).st_mode & 0o777
+                   for name in ("model.safetensors", "config.json")}
+    assert permissions == {"model.safetensors": mode, "config.json": mode}
 
 
 def test_short_training_run_learns_t1(synthetic_splits, tmp_path):

@@ -94,3 +94,57 @@ def test_the_shipped_validation_words_are_new_words_of_the_synthetic_categories(
     known = {s for c in default_vocabulary().categories.values() for s in c.train + c.held_out}
     assert not {word for word, _ in parsed} & known
     assert sorted(c for _, c in parsed) == sorted(list(SYNTHETIC_CATEGORIES) * 3)
+
+
+def one_error_line(capsys) -> str:
+    """The command's error: stderr's last line, `pgat-hf words: error: ...`, with no traceback before it
+    (datasets' progress bars may come first)."""
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines[-1].startswith("pgat-hf words: error: "), err
+    assert sum("error" in line.lower() for line in lines) == 1, err
+    return lines[-1]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--dataset": "/no/such/dataset"}, "dataset not found: no folder '/no/such/dataset'"),
+    ({"--split": "nosplit"}, "config 'synthetic' of '{data}' has no split 'nosplit'; available: train, test"),
+    ({"--config": "pannuke"}, "dataset '{data}' has no config 'pannuke'; available: synthetic"),
+    ({"--template": "segment the {word} {other} nuclei"},
+     "--template 'segment the {word} {other} nuclei' has a placeholder other than {word}: {other}"),
+    ({"--dataset": "{data}/synthetic"},
+     "{data}/synthetic looks like a config folder; pass its parent {data} and --config synthetic"),
+    ({"--dataset": "{data}/synthetic", "--config": "synthetic"},
+     "{data}/synthetic looks like a config folder; pass its parent {data} and --config synthetic"),
+    ({"--model": "{data}"}, "model folder '{data}' has no config.json"),
+])
+def test_bad_arguments_stop_with_one_line_naming_them(trained_checkpoint, synthetic_dir, capsys, change, message):
+    args = {"--model": str(trained_checkpoint[0]), "--dataset": synthetic_dir}
+    args.update({flag: value.replace("{data}", synthetic_dir) for flag, value in change.items()})
+    argv = ["ductal", "--no-progress"] + [part for pair in args.items() for part in pair]
+    assert words_command.main(argv) == 2
+    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys)
+
+
+def test_the_config_defaults_to_the_folders_only_one(trained_checkpoint, tmp_path, capsys):
+    from pgat_hf.data.synthetic import generate_synthetic_dataset
+
+    data = tmp_path / "mine"
+    generate_synthetic_dataset(data, num_train=2, num_test=1, image_size=64, config_name="my_slides")
+    out = tmp_path / "words.json"
+    assert words_command.main(["ductal", "--model", str(trained_checkpoint[0]), "--dataset", str(data),
+                               "--max-images", "1", "--json", str(out), "--no-progress"]) == 0
+    written = json.loads(out.read_text())
+    assert written["config"] == "my_slides" and written["words"][0]["tiles"]["all nuclei"] == 1
+    generate_synthetic_dataset(data, num_train=2, num_test=1, image_size=64, config_name="other")
+    capsys.readouterr()  # the builder's progress bars
+    assert words_command.main(["ductal", "--model", str(trained_checkpoint[0]), "--dataset", str(data)]) == 2
+    assert f"dataset '{data}' has 2 configs (my_slides, other): pass --config NAME" in one_error_line(capsys)
+
+
+def test_a_negative_max_images_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        words_command.main(["ductal", "--model", "m", "--dataset", "d", "--max-images", "-1"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        "pgat-hf words: error: argument --max-images: must be at least 0, got -1"

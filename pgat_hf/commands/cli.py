@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
@@ -17,6 +18,23 @@ COMMANDS = {
     "push": ("pgat_hf.commands.push", "upload a checkpoint folder with its card and plots to the Hub"),
     "app": ("pgat_hf.commands.app", "the prompt-robustness explorer: several phrasings, one tile, how much the masks agree"),
 }
+
+
+def whole_number(minimum: int):
+    """An argparse `type`: an int of at least `minimum`; otherwise argparse stops with exit code 2 and
+    `PROG: error: argument --FLAG: ...`, before any work starts."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"  # what argparse names in its messages
+    return parse
 
 
 def usage() -> str:

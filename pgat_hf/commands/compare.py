@@ -218,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         if threads is None and args.workers > 1:
             threads = max(1, (os.cpu_count() or 1) // args.workers)
         train_all(sweep, todo, out, extra, args.workers, threads)
+    if not any(finished_seeds(out, name) for name in names):  # a mistyped --out: no empty report, no folder
+        shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+        print(f"pgat-hf compare: error: no finished runs under {out} (looked for NAME/seedS/{REPORT}, NAME one of "
+              f"{shown})", file=sys.stderr)
+        return 2
     markdown = write_comparison(out, names, resolve_contrasts(sweep, names),
                                 {"sweep": args.sweep, "overrides": extra}, args.json)
     print(markdown)

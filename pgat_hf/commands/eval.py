@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pgat_hf.commands.cli import whole_number
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pgat-hf eval", description=__doc__.split("\n\n")[0],
@@ -23,16 +25,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, metavar="DIR_OR_REPO", help="prompt-group dataset folder or Hub id")
     parser.add_argument("--configs", nargs="+", default=None, help="configs (sources) to evaluate; default: all")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--max-images", type=int, default=0, help="tiles per config (0 = all)")
+    parser.add_argument("--max-images", type=whole_number(0), default=0, help="tiles per config (0 = all)")
     parser.add_argument("--out", default="pgat_eval", help="folder for the report, records and plots")
     parser.add_argument("--json", default=None, metavar="PATH", help="results JSON (default: OUT/eval_results.json)")
     parser.add_argument("--zero-shot", nargs="*", default=None, metavar="CONFIG",
                         help="configs no model saw in training: Table 5 lists only these")
     parser.add_argument("--tasks", nargs="+", default=["T1", "T2"], choices=["T1", "T2"])
-    parser.add_argument("--grid-tiles", type=int, default=4, help="rows of the qualitative grid (0 = no grid)")
+    parser.add_argument("--grid-tiles", type=whole_number(0), default=4,
+                        help="rows of the qualitative grid (0 = no grid)")
     parser.add_argument("--grid-task", default="both", choices=["T1", "T2", "both"],
                         help="which groups the grid shows (both: T1 and T2 rows alternate)")
-    parser.add_argument("--min-instance-area", type=int, default=0,
+    parser.add_argument("--min-instance-area", type=whole_number(0), default=0,
                         help="connected components smaller than this (pixels) are dropped before AJI/PQ/F1")
     parser.add_argument("--match-radius", type=float, default=6.0, help="centroid distance (pixels) for detection F1")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -45,31 +45,53 @@ def _missing_folder(name: str) -> bool:
     return not _HUB_ID.fullmatch(name) or os.path.isdir(name.split("/")[0])
 
 
-def load_model(name: str):
-    """Folder or Hub id -> (segmenter, tokenizer, image processor, settings); EvalError if absent."""
-    from pgat_hf.models.factory import load_segmenter
-
+def check_model(name: str) -> None:
+    """EvalError for a model name that is a missing folder or a folder without a checkpoint."""
     if _missing_folder(name):
         raise EvalError(f"model not found: no folder {name!r}")
     if os.path.isdir(name) and not any(os.path.isfile(os.path.join(name, f)) for f in ("config.json", "adapter_config.json")):
         raise EvalError(f"model folder {name!r} has no config.json: pass a checkpoint folder (a training output_dir)")
+
+
+def load_model(name: str):
+    """Folder or Hub id -> (segmenter, tokenizer, image processor, settings); EvalError if absent."""
+    from pgat_hf.models.factory import load_segmenter
+
+    check_model(name)
     try:
         return load_segmenter(os.path.expanduser(name))
     except OSError as error:  # transformers raises OSError for missing repos / files, offline included
         raise EvalError(f"model {name!r} could not be loaded (not a folder, not in the Hub cache): {error}") from error
 
 
-def resolve_configs(dataset: str, configs: list[str] | None, split: str) -> list[str]:
-    """Check the dataset, its configs and the split exist; default to every config."""
+def dataset_configs(dataset: str, config_flag: str = "--configs") -> list[str]:
+    """The configs of a dataset folder or Hub id; EvalError if it is missing or is one config's folder.
+
+    config_flag: the flag that names a config, for the hint when `dataset` is a config folder.
+    """
     import datasets
+
+    from pgat_hf.data.dataset import CATEGORIES_FILE
 
     if _missing_folder(dataset):
         raise EvalError(f"dataset not found: no folder {dataset!r}")
+    folder = Path(dataset).expanduser()
+    if (folder / CATEGORIES_FILE).is_file():  # DATASET/CONFIG/categories.json: a config inside a dataset
+        parent = folder.resolve().parent
+        raise EvalError(f"{dataset} looks like a config folder; pass its parent {parent} and "
+                        f"{config_flag} {folder.resolve().name}")
     try:
-        available = datasets.get_dataset_config_names(dataset)
+        return datasets.get_dataset_config_names(dataset)
     except Exception as error:  # datasets raises several types (FileNotFoundError, ConnectionError, ...)
         raise EvalError(f"dataset {dataset!r} could not be read (not a dataset folder, not in the Hub cache): "
                         f"{error}") from error
+
+
+def resolve_configs(dataset: str, configs: list[str] | None, split: str, config_flag: str = "--configs") -> list[str]:
+    """Check the dataset, its configs and the split exist; default to every config."""
+    import datasets
+
+    available = dataset_configs(dataset, config_flag)
     missing = [c for c in configs or [] if c not in available]
     if missing:
         raise EvalError(f"dataset {dataset!r} has no config {', '.join(map(repr, missing))}; "
@@ -80,6 +102,32 @@ def resolve_configs(dataset: str, configs: list[str] | None, split: str) -> list
         if split not in splits:
             raise EvalError(f"config {config!r} of {dataset!r} has no split {split!r}; available: {', '.join(splits)}")
     return chosen
+
+
+def load_split(dataset: str, config: str, split: str):
+    """One split of one config, EvalError naming the files when they cannot be read."""
+    from pgat_hf.data.dataset import load_prompt_dataset
+
+    try:
+        return load_prompt_dataset(dataset, config, split=split)
+    except (FileNotFoundError, ValueError) as error:  # a README.md without the config, a missing parquet file
+        raise EvalError(f"dataset {dataset!r} config {config!r}: {error}") from error
+
+
+def check_output_path(path: str, flag: str, folder: bool) -> None:
+    """EvalError unless `path` can be written: an existing folder (a file for folder=False) or a new
+    name whose nearest existing ancestor is a writable folder. Checked before any model runs."""
+    target = Path(path).expanduser().absolute()
+    if target.exists() and target.is_dir() != folder:
+        raise EvalError(f"{flag} {path} is {'a file' if folder else 'a folder'}; pass "
+                        f"{'a folder' if folder else 'a file path'}")
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise EvalError(f"{flag} {path}: {ancestor} is a file, not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise EvalError(f"{flag} {path}: {ancestor} is not writable")
 
 
 def model_labels(names: list[str]) -> list[str]:
@@ -215,15 +263,20 @@ def evaluate_models(models: list[str], dataset: str, configs: list[str] | None =
 
     Returns the results dict written to JSON, plus "markdown" (the report) and "files" (paths).
     """
-    from pgat_hf.data.dataset import load_prompt_dataset
-
     from pgat_hf.evaluation.plots import dice_by_quality, qualitative_grid
     from pgat_hf.evaluation.synonyms import dataset_vocabulary, synonym_dice, synonyms_markdown
 
     if not models:
         raise EvalError("pass at least one --model")
+    if max_images < 0 or grid_tiles < 0:
+        raise EvalError(f"max_images and grid_tiles must be >= 0 (0: all tiles, no grid), got {max_images}, "
+                        f"{grid_tiles}")
+    if out_dir:
+        check_output_path(out_dir, "--out", folder=True)
+    if json_path:
+        check_output_path(json_path, "--json", folder=False)
     configs = resolve_configs(dataset, configs, split)
-    splits = {config: load_prompt_dataset(dataset, config, split=split) for config in configs}
+    splits = {config: load_split(dataset, config, split) for config in configs}
     vocabularies = {config: dataset_vocabulary(dataset, config) for config in configs}  # None: not a local build
     by_synonym = {config: {} for config in configs}  # {config: {model: {(category, synonym): Dice}}}
     labels = model_labels(models)

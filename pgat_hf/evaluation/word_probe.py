@@ -14,6 +14,7 @@ nor held-out synonyms, it chooses settings without touching the held-out words t
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,27 @@ def parse_word(spec: str, categories: list[str]) -> tuple[str, str | None]:
     return word.strip(), prefix
 
 
+def check_template(template: str, name: str = "template") -> None:
+    """ValueError unless `template` is a format string whose one placeholder is `{word}`.
+
+    name: how the message names the template (`--template` on the command line).
+    """
+    braces = "write {{ and }} for literal braces"
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:  # "Single '}' encountered in format string", ...
+        raise ValueError(f"{name} {template!r} is not a format string ({error}); {braces}") from None
+    others = ", ".join("{" + field + "}" for field in fields if field != "word")
+    if others:
+        raise ValueError(f"{name} {template!r} has a placeholder other than {{word}}: {others}; {braces}")
+    if "word" not in fields:
+        raise ValueError(f"{name} {template!r} has no {{word}} placeholder")
+    try:
+        template.format(word="nuclei")
+    except ValueError as error:  # a format spec that does not apply to text: {word:d}
+        raise ValueError(f"{name} {template!r} is not a format string ({error}); {braces}") from None
+
+
 def transfer_dice(results: list[WordResult]) -> float | None:
     """Mean Dice of the words that name a category against that category (None if none do)."""
     scores = [r.dice[r.expected] for r in results if r.expected is not None]
@@ -62,8 +84,7 @@ def probe_words(segmenter, rows, categories: list[str], words: list[str],
     instance_map, class_map); `categories`: the config's names (class_map value i + 1 is the i-th)."""
     from tqdm.auto import tqdm
 
-    if "{word}" not in template:
-        raise ValueError(f"template {template!r} has no {{word}} placeholder")
+    check_template(template)
     parsed = [parse_word(spec, categories) for spec in words]  # [(word, expected category or None)]
     words = [w for w, _ in parsed]
     prompts = [template.format(word=w) for w in words]

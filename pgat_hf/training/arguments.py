@@ -12,6 +12,9 @@ from pgat_hf.models.backends.sam3 import MASK_SOURCES
 from pgat_hf.models.lora import DEFAULT_MODULES_TO_SAVE, resolve_lora_parts
 from pgat_hf.training.losses import CONSISTENCY_MODES, GROUP_LOSS_MODES, MASK_LOSSES
 
+# The smallest window the pipeline segments by (hub/pipeline.py check_tiling; a test keeps the two equal).
+MIN_TILE_SIZE = 16
+
 
 @dataclass
 class PGATTrainingArguments(TrainingArguments):
@@ -57,8 +60,9 @@ class PGATTrainingArguments(TrainingArguments):
     inference_tile_size: int | None = field(
         default=None,
         metadata={"help": "Saved with the checkpoint (config.json pgat_inference.tile_size): the pipeline segments an "
-                          "image larger than this many pixels window by window. Default: the side of the training "
-                          "images; 0: always one pass over the whole image."},
+                          "image larger than this many pixels window by window; at least 16. Default: the side of "
+                          "the training images (0 when they are under 16 px); 0: always one pass over the whole "
+                          "image."},
     )
     mask_loss: str = field(default="bce", metadata={"help": "Per-pixel mask loss: bce or focal."})
     mask_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the per-pixel mask term in L_seg."})
@@ -133,8 +137,10 @@ class PGATTrainingArguments(TrainingArguments):
             raise ValueError(f"mask_topk must be >= 1, got {self.mask_topk}")
         if self.inference_min_area < 0:
             raise ValueError(f"inference_min_area must be >= 0, got {self.inference_min_area}")
-        if self.inference_tile_size is not None and self.inference_tile_size < 0:
-            raise ValueError(f"inference_tile_size must be >= 0 (0: no windows), got {self.inference_tile_size}")
+        tile_size = self.inference_tile_size
+        if tile_size is not None and not (tile_size == 0 or tile_size >= MIN_TILE_SIZE):
+            raise ValueError(f"inference_tile_size must be 0 (one pass, no windows) or at least {MIN_TILE_SIZE} "
+                             f"pixels, the pipeline's smallest window; got {tile_size}")
         if not 0.0 <= self.inference_presence_threshold <= 1.0:
             raise ValueError(f"inference_presence_threshold must be in [0, 1], got {self.inference_presence_threshold}")
         if self.lora_modules_to_save in (["none"], ["None"], [""]):

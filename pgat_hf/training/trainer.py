@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import stat
 from collections import Counter, defaultdict
 
 import safetensors.torch
@@ -14,6 +15,7 @@ from transformers import Trainer, TrainerCallback
 from pgat_hf.training.checkpoints import write_complete_marker
 from pgat_hf.evaluation.protocol import evaluate_robustness, flat_metrics
 from pgat_hf.models.lora import ADAPTER_SUBFOLDER, apply_lora, is_peft_model, lora_scaling, merge_lora_state_dict
+from pgat_hf.training.arguments import MIN_TILE_SIZE
 from pgat_hf.training.losses import PGATLoss
 from pgat_hf.models.inference import inference_settings_from_args
 
@@ -51,11 +53,42 @@ def enable_activation_checkpointing(model, activation_checkpointing_kwargs=None,
 
 
 def training_tile_size(dataset, sample: int = 64) -> int:
-    """The most common longer side of the first `sample` training images; 0 without an image column."""
+    """The most common longer side of the first `sample` training images; 0 (one pass) without an
+    image column or for images under the pipeline's smallest window."""
     if dataset is None or "image" not in (getattr(dataset, "column_names", None) or []) or len(dataset) == 0:
         return 0
     sides = Counter(max(image.size) for image in dataset.select(range(min(sample, len(dataset))))["image"])
-    return int(sides.most_common(1)[0][0])
+    side = int(sides.most_common(1)[0][0])
+    return side if side >= MIN_TILE_SIZE else 0
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)  # os.umask only reads by setting: set, then put the old one back
+    os.umask(mask)
+    return mask
+
+
+def share_saved_weights(folder: str) -> list[str]:
+    """Give the *.safetensors files of `folder` (and its LoRA adapter subfolder) the permissions of
+    any new file, 0o666 minus the umask; returns the paths changed.
+
+    safetensors' save_file writes them 0o600, so on shared storage nobody but the trainer's user
+    could load a checkpoint whose config.json and tokenizer everyone can read. Only files that
+    came out owner-only change: a file the user has opened up or closed further stays as it is.
+    """
+    mode = 0o666 & ~current_umask()
+    changed = []
+    for directory in (folder, os.path.join(folder, ADAPTER_SUBFOLDER)):
+        if not os.path.isdir(directory):
+            continue
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if name.endswith(".safetensors") and os.path.isfile(path):
+                current = stat.S_IMODE(os.stat(path).st_mode)
+                if current == 0o600 and mode != current:
+                    os.chmod(path, mode)
+                    changed.append(path)
+    return changed
 
 
 class PGATTrainer(Trainer):
@@ -164,6 +197,7 @@ class PGATTrainer(Trainer):
             self.image_processor.save_pretrained(output_dir)
         with open(os.path.join(output_dir, "pgat_training_args.json"), "w") as handle:
             json.dump(self.args.to_dict(), handle, indent=2, default=str)
+        share_saved_weights(output_dir)
 
     def _save_peft(self, output_dir: str, peft_model, state_dict: dict | None) -> None:
         state_dict = state_dict if state_dict is not None else peft_model.state_dict()
