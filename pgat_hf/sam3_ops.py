@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import ndimage
 from transformers.models.sam3.modeling_sam3 import Sam3VisionEncoderOutput
 
@@ -28,17 +28,61 @@ INFERENCE_DEFAULTS = {"mask_source": "semantic", "mask_topk": 5, "max_text_lengt
 
 
 def intensities_to_uint8(array: np.ndarray) -> np.ndarray:
-    """Integer/float intensities -> uint8, as `build.py` converts images: 8-bit data is kept, 0..255
-    floats are cast, wider data is min-max stretched (fluorescence TIFFs are 16-bit with a small
-    used range)."""
+    """Integer/float intensities -> uint8, as `build.py` converts images, so one tile gives the same
+    pixels whatever type it arrives in:
+
+    - uint8: kept as it is;
+    - integers within 0..255 (e.g. a 16-bit PNG of an 8-bit tile): cast;
+    - floats within 0..1 (skimage's `img_as_float`, `a / 255`): times 255, rounded;
+    - floats within 0..255 (PanNuke's float64 images): rounded;
+    - anything else (fluorescence TIFFs, 16-bit with a small used range; floats outside 0..255):
+      min-max stretched to 0..255, per image.
+    """
     if array.dtype == np.uint8:
         return array
+    if not array.size:
+        return np.zeros(array.shape, np.uint8)
+    is_float = np.issubdtype(array.dtype, np.floating)
     array = array.astype(np.float64)
-    if array.size and 0.0 <= array.min() and array.max() <= 255.0 and np.all(array == np.round(array)):
-        return array.astype(np.uint8)  # e.g. PanNuke's float64 images holding 0..255
-    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
-    scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-    return np.round(scaled).astype(np.uint8)
+    low, high = float(array.min()), float(array.max())
+    if is_float and 0.0 <= low and high <= 1.0:
+        array = array * 255.0
+    elif not (0.0 <= low and high <= 255.0):
+        array = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+    return np.clip(np.round(array), 0, 255).astype(np.uint8)
+
+
+# PIL modes that `convert("RGB")` turns into the colours the image shows: HSV and LAB through
+# Pillow's colour conversions, P and PA through their palette, premultiplied RGBa divided by its
+# alpha, CMYK and YCbCr as Pillow converts them; alpha is dropped, as build.py drops it.
+COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "HSV", "LAB")
+# Premultiplied grey has no conversion to RGB in Pillow: it goes through straight-alpha LA, which
+# divides the grey by alpha, so a half-transparent pixel keeps its grey level.
+PREMULTIPLIED_MODES = {"La": "LA"}
+# Single-channel modes wider than 8 bits (16/32-bit integer, 32-bit float grey): read as arrays
+# and converted as build.py converts them (`intensities_to_uint8`).
+WIDE_GREY_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+
+
+def pil_to_rgb(image: Image.Image) -> Image.Image | np.ndarray:
+    """A PIL image -> RGB PIL image, or an array for wide grey modes (to `intensities_to_uint8`).
+
+    `build.py` and the pipeline both read images through here, so a tile gives the same pixels in
+    training and at inference. Raises ValueError for a binary mode-"1" image or a mode it cannot show.
+    """
+    # Turned as the EXIF orientation tag says (the tag is then removed, so turning twice is a no-op):
+    # a phone JPEG stored 256x128 with orientation 6 is shown, and segmented, as 128x256.
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "1":
+        raise ValueError("image mode '1' is a binary mask, not an image; pass an H&E tile")
+    if image.mode in PREMULTIPLIED_MODES:
+        image = image.convert(PREMULTIPLIED_MODES[image.mode])
+    if image.mode in COLOUR_MODES:
+        return image.convert("RGB")
+    if image.mode in WIDE_GREY_MODES:
+        return np.asarray(image)
+    raise ValueError(f"image mode {image.mode!r} is not supported; convert it to RGB first "
+                     f"(supported: {', '.join(COLOUR_MODES + tuple(PREMULTIPLIED_MODES) + WIDE_GREY_MODES)})")
 
 
 def normalize_image(image: Image.Image, size: int, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)) -> np.ndarray:

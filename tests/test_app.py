@@ -117,6 +117,51 @@ def test_bad_input_is_a_message_not_a_stack_trace(explorer_on_checkpoint, tmp_pa
     assert len(gallery) == 2 and "1 empty line skipped" in summary
 
 
+def test_when_every_mask_is_empty_the_page_says_nothing_was_found(trained_checkpoint, synthetic_splits, tmp_path):
+    """A copy of the checkpoint whose mask threshold (a probability) is 1.0: no pixel passes it."""
+    import json
+    import shutil
+
+    copy = tmp_path / "never-finds"
+    shutil.copytree(trained_checkpoint[0], copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["pgat_inference"]["threshold"] = 1.0
+    (copy / "config.json").write_text(json.dumps(config))
+    tile_path = tmp_path / "tile.png"
+    synthetic_splits["test"][0]["image"].convert("RGB").save(tile_path)
+    quiet = lambda *a, **k: None  # noqa: E731
+    summary, gallery, *_ = explorer.Explorer([str(copy)]).run(str(tile_path), "\n".join(PHRASINGS), progress=quiet)
+    assert all("| 0 nuclei" in caption for _, caption in gallery) and len(gallery) == 3
+    assert "No phrasing found nuclei on this tile: every mask is empty" in summary
+    assert "robust" not in summary and "sensitive" not in summary and "Most different" not in summary
+    single, *_ = explorer.Explorer([str(copy)]).run(str(tile_path), "all nuclei", progress=quiet)
+    assert "The phrasing found no nuclei on this tile: its mask is empty." in single
+
+
+def test_the_tile_input_hands_the_uploaded_file_over_unconverted(trained_checkpoint, tmp_path):
+    """Gradio's own preprocessing of an upload, as the page runs it: with image_mode=None a 16-bit grey
+    PNG reaches load_image as the file; Gradio's default mode "RGB" would hand over a white picture."""
+    from gradio import image_utils
+    from gradio.data_classes import ImageData
+
+    from pgat_hf.hub.pipeline import load_image
+
+    grey = tmp_path / "grey16.png"
+    Image.fromarray((np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 8) + 1000).save(grey)  # 1000..33760
+    upload = ImageData(path=str(grey), orig_name="grey16.png")
+    page = explorer.build_app([str(trained_checkpoint[0])])
+    tile_input = next(block for block in page.blocks.values()
+                      if isinstance(block, gr.Image) and block.elem_id == "tile")
+    assert tile_input.image_mode is None and tile_input.type == "filepath"
+    handed_over = tile_input.preprocess(upload)
+    assert handed_over == str(grey)
+    pixels = np.asarray(load_image(handed_over))
+    assert pixels.min() == 0 and pixels.max() == 255 and len(np.unique(pixels)) > 200  # stretched, not white
+    as_rgb = image_utils.preprocess_image(upload, cache_dir=str(tmp_path / "cache"), format="webp",
+                                          image_mode="RGB", type="filepath")
+    assert np.asarray(load_image(as_rgb)).min() == 255  # what the default would have shown the model
+
+
 def test_two_checkpoints_are_compared_side_by_side(trained_checkpoint, synthetic_splits, tmp_path):
     tile_path = tmp_path / "tile.png"
     synthetic_splits["test"][1]["image"].convert("RGB").save(tile_path)

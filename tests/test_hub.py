@@ -1,8 +1,8 @@
 """The checkpoint as others get it: stock transformers in a process without pgat_hf, a Hub repo id,
 the pipeline as remote code, the model card, and `pgat-hf push`.
 
-Only the Hub's upload endpoint is patched (HfApi.create_repo / upload_folder: no network here);
-the hub-layout cache folder stands in for a downloaded repo.
+Only the Hub's endpoints are patched (HfApi.create_repo / upload_folder: they cannot be reached from
+here; offline mode is tested unpatched); the hub-layout cache folder stands in for a downloaded repo.
 """
 
 import json
@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,7 +134,7 @@ def test_push_sends_checkpoint_card_and_code_only(trained_checkpoint, tmp_path, 
 
     def fake_upload_folder(self, folder_path, repo_id, **kwargs):
         sent["repo_id"] = repo_id
-        sent["files"] = {p: open(os.path.join(folder_path, p), "rb").read() for p in os.listdir(folder_path)}
+        sent["files"] = {p: Path(folder_path, p).read_bytes() for p in os.listdir(folder_path)}
 
     monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", fake_upload_folder)
@@ -148,18 +149,102 @@ def test_push_sends_checkpoint_card_and_code_only(trained_checkpoint, tmp_path, 
     assert config["pgat_inference"]["mask_source"] == "semantic"
     card = sent["files"]["README.md"].decode()
     assert REPO_ID in card and "model-index" in card
-    # pickles are refused before anything is sent
+    # pickles are refused before anything is sent, or the repo is even created
     (folder / "training_args.bin").write_bytes(b"pickle")
     try:
         sent.clear()
-        with pytest.raises(ValueError, match="training_args.bin"):
-            cli_main(["push", "--model", str(folder), "--repo", REPO_ID])
-        assert "files" not in sent
+        assert cli_main(["push", "--model", str(folder), "--repo", REPO_ID]) == 2
+        assert sent == {}
     finally:
         (folder / "training_args.bin").unlink()
 
 
-def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
+@pytest.fixture
+def hub_calls(monkeypatch):
+    """HfApi.create_repo and upload_folder record their calls instead of making them: the Hub's
+    endpoints cannot be reached from here. Everything before them runs for real."""
+    calls = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: calls.append(("create_repo", repo_id)))
+    monkeypatch.setattr(HfApi, "upload_folder",
+                        lambda self, folder_path, repo_id, **kwargs: calls.append(("upload_folder", repo_id)))
+    return calls
+
+
+def trainer_checkpoint_folder(folder, out):
+    """A copy of the checkpoint laid out as the Trainer writes checkpoint-N: its state as pickles."""
+    import shutil
+
+    shutil.copytree(folder, out)
+    for name in ("optimizer.pt", "rng_state.pth", "scheduler.pt"):
+        (out / name).write_bytes(b"\x80\x04pickle")
+    (out / "trainer_state.json").write_text("{}")
+    return out
+
+
+def push_cli(args, capsys):
+    """(exit code, stderr) of `pgat-hf push ARGS`; a traceback would escape as an exception."""
+    code = cli_main(["push", *args])
+    return code, capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_published_creates_no_repo(trained_checkpoint, tmp_path, hub_calls, capsys):
+    from pgat_hf.hub.push import push_to_hub
+
+    checkpoint = trainer_checkpoint_folder(trained_checkpoint[0], tmp_path / "checkpoint-4")
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        push_to_hub(tmp_path / "outptus", REPO_ID)  # a mistyped --model
+    with pytest.raises(ValueError, match=r"\['optimizer.pt', 'rng_state.pth', 'scheduler.pt'\].*trainer checkpoint"):
+        push_to_hub(checkpoint, REPO_ID)
+    assert hub_calls == []
+    for folder, message in ((tmp_path / "outptus", "outptus is not a checkpoint folder"),
+                            (checkpoint, "push the training output folder above it")):
+        code, err = push_cli(["--model", str(folder), "--repo", REPO_ID], capsys)
+        assert code == 2 and err.startswith("pgat-hf push: error: ") and message in err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert hub_calls == []
+
+
+def test_a_bad_repo_id_is_one_line_before_any_hub_call(trained_checkpoint, hub_calls, capsys):
+    code, err = push_cli(["--model", str(trained_checkpoint[0]), "--repo", "not a repo id"], capsys)
+    assert code == 2 and err.startswith("pgat-hf push: error: --repo 'not a repo id' is not a Hub repo id (ORG/NAME)")
+    assert err.count("\n") == 1 and hub_calls == []
+
+
+def test_offline_mode_is_one_line(trained_checkpoint, capsys):
+    """Not patched: conftest sets HF_HUB_OFFLINE=1, so the real create_repo refuses to connect."""
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE
+    code, err = push_cli(["--model", str(trained_checkpoint[0]), "--repo", REPO_ID], capsys)
+    assert code == 2 and err == "pgat-hf push: error: offline mode is on (HF_HUB_OFFLINE=1): unset it to push\n"
+
+
+@pytest.mark.parametrize("status, server_message, expected", [
+    (401, "Invalid credentials in Authorization header", "HTTP 401 from the Hub: the Hub did not accept the token"),
+    (403, "You don't have the rights to create a model under the namespace \"pgat-test\"",
+     f"HTTP 403 from the Hub: the token may not create or write {REPO_ID}"),
+    (404, "Not Found", f"HTTP 404 from the Hub: the Hub found no {REPO_ID}"),
+])
+def test_hub_refusals_are_one_line(trained_checkpoint, monkeypatch, capsys, status, server_message, expected):
+    """create_repo raises what huggingface_hub raises for a real response of that status (built by
+    its own hf_raise_for_status), as the Hub cannot be reached from here."""
+    import importlib
+
+    from huggingface_hub.errors import Response
+    from huggingface_hub.utils import hf_raise_for_status
+
+    http = importlib.import_module(Response.__module__.split(".")[0])  # httpx or httpx2, as the Hub client uses
+    response = http.Response(status, json={"error": server_message},
+                             request=http.Request("POST", "https://huggingface.co/api/repos/create"))
+    uploads = []
+    monkeypatch.setattr(HfApi, "create_repo", lambda self, repo_id, **kwargs: hf_raise_for_status(response))
+    monkeypatch.setattr(HfApi, "upload_folder", lambda self, **kwargs: uploads.append(kwargs))
+    code, err = push_cli(["--model", str(trained_checkpoint[0]), "--repo", REPO_ID], capsys)
+    assert code == 2 and err.startswith(f"pgat-hf push: error: {expected}") and server_message in err
+    assert err.count("\n") == 1 and uploads == []
+
+
+def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path, capsys):
     folder, *_ = trained_checkpoint
     card = ModelCard.load(folder / "README.md")  # written by the fixture, as training writes it
     assert card.data.library_name == "transformers" and card.data.license == "apache-2.0"
@@ -180,8 +265,10 @@ def test_model_card_is_generated_from_the_run(trained_checkpoint, tmp_path):
     regenerated = out.read_text()
     assert f'model="{REPO_ID}"' in regenerated and "![dice_per_quality.png](dice_per_quality.png)" in regenerated
     (folder / "dice_per_quality.png").unlink()
-    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
-        cli_main(["card", "--model", str(tmp_path)])
+    capsys.readouterr()
+    assert cli_main(["card", "--model", str(tmp_path)]) == 2  # one line, no traceback (commands/card.py)
+    error = capsys.readouterr().err
+    assert error.startswith("pgat-hf card: error: ") and "not a checkpoint folder" in error
 
 
 def test_card_lists_the_loss_settings_that_apply():

@@ -150,17 +150,31 @@ class Explorer:
             results = [PhrasingResult(r["prompt"], r["score"], r["label_map"])
                        for r in segmenter(rgb, prompts=phrasings)]
             matrix = agreement_matrix([r.mask for r in results])
-            summary = summarize_agreement(phrasings, matrix, areas=[int(r.mask.sum()) for r in results])
+            areas = [int(r.mask.sum()) for r in results]
+            summary = summarize_agreement(phrasings, matrix, areas=areas)
             means.append(summary["mean"])
             gallery = [(overlay(tile, r.label_map),
                         f"{i}. {r.phrasing} | presence {r.score:.2f} | {r.count} nuclei")
                        for i, r in enumerate(results, 1)]
             note = f" ({empty} empty line{'s' if empty != 1 else ''} skipped)" if empty else ""
-            text_out = f"**{label}** — {summary['sentence']}{note}"
+            text_out = f"**{label}** — {group_sentence(summary, areas)}{note}"
             outputs += [text_out, gallery, heatmap(phrasings, matrix, "pairwise mask agreement (Dice)"),
                         save_downloads(results, call, prefix=f"{index + 1}_")]
         progress(1.0, desc="done")
         return (*outputs, comparison_line(self.labels, means))
+
+
+def group_sentence(summary: dict, areas: list[int]) -> str:
+    """The page's verdict on a group. Empty masks agree perfectly (Dice 1.0), so when every mask is
+    empty the agreement reflects that nothing was found, not robustness: the page says so instead of
+    "robust to wording"."""
+    if not areas or any(areas):
+        return summary["sentence"]
+    if len(areas) == 1:
+        return "The phrasing found no nuclei on this tile: its mask is empty."
+    return (f"No phrasing found nuclei on this tile: every mask is empty. Mean pairwise mask agreement "
+            f"{summary['mean']:.3f} only says that empty masks match; it says nothing about the wording. "
+            "Try another tile, or phrasings of a target the tile shows.")
 
 
 def comparison_line(labels: list[str], means: list[float]) -> str:
@@ -216,7 +230,9 @@ def build_app(models: list[str], load=load_segmenter) -> gr.Blocks:
         gr.Markdown("Checkpoint" + ("s" if len(models) > 1 else "") + ": "
                     + ", ".join(f"`{name}`" for name in models), elem_id="models")
         with gr.Row():
-            image = gr.Image(type="filepath", label="H&E tile", elem_id="tile", height=320)
+            # image_mode=None: the uploaded file reaches load_image as it is. Gradio's default, "RGB",
+            # re-encodes it first, and PIL's 16-bit-to-RGB conversion clips, so a 16-bit grey PNG turns white.
+            image = gr.Image(type="filepath", image_mode=None, label="H&E tile", elem_id="tile", height=320)
             text = gr.Textbox(value="\n".join(T1_GROUP), lines=7, label="Phrasings of one target, one per line",
                               elem_id="phrasings")
         tiles = example_tiles(examples_dir)

@@ -14,13 +14,22 @@ in the call, `tile_size=0` for one pass), overlapping by `tile_overlap` pixels (
 one vision pass each. Each window's probability is gated by its own presence score and the windows
 are blended with weights that fall off towards their edges; `score` is then the highest window's.
 
-This file imports only torch, numpy, PIL, transformers and `.sam3_ops`, so `pgat-hf push` can ship
-it (with sam3_ops.py) as the Hub repo's remote code for users without pgat_hf.
+Inputs (`load_image`): a path, a PIL image (turned as its EXIF orientation says, so the mask
+matches the image as viewers show it) or an array; 16-bit and float images are converted to
+8 bits as `build.py` converts them. Call parameters are checked when the call starts: an unknown
+keyword is a TypeError naming it, a bad value a ValueError, and `batch_size` stays 1 (the prompts
+of an image are the batch; images run one after the other).
+
+This file imports only torch, numpy, PIL, scipy, transformers and `.sam3_ops` (and tifffile, only
+for a TIFF PIL cannot decode), so `pgat-hf push` can ship it (with sam3_ops.py) as the Hub repo's
+remote code for users without pgat_hf.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 
 import numpy as np
@@ -33,6 +42,7 @@ from ..sam3_ops import (
     INFERENCE_DEFAULTS,
     decode_prompts,
     intensities_to_uint8,
+    pil_to_rgb,
     preprocess_image,
     prompt_instances,
     read_preprocessing,
@@ -64,42 +74,76 @@ def prompt_warnings(tokenizer, prompts: list[str], max_length: int) -> list[str]
     return notes
 
 
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def read_image_file(path: str) -> Image.Image:
+    """An image file -> PIL image (its EXIF orientation tag kept, for `pil_to_rgb`); a TIFF PIL
+    cannot decode (e.g. float32 RGB) is read by tifffile, as build.py reads it, and converted to RGB."""
+    try:
+        with Image.open(path) as opened:
+            opened.load()
+            return opened.copy()  # the file closes here
+    except (OSError, SyntaxError) as error:
+        if not path.lower().endswith(TIFF_SUFFIXES):
+            raise ValueError(f"cannot read image {path}: {error}") from error
+        pil_error = error
+    try:
+        return array_to_rgb(read_tiff(path, pil_error))
+    except ValueError as error:  # e.g. a multi-page stack: the message names the file
+        raise ValueError(f"cannot read image {path}: {error}") from error
+
+
+def read_tiff(path: str, pil_error: Exception) -> np.ndarray:
+    """A TIFF PIL cannot decode -> its array, through tifffile (scikit-image's dependency, so
+    installed with pgat_hf; imported here only, so the Hub copy of this file runs without it)."""
+    try:
+        import tifffile
+    except ImportError as error:
+        raise ValueError(f"{pil_error} (tifffile, which reads more TIFFs, is not installed)") from error
+    try:
+        return tifffile.imread(path)
+    except Exception as error:  # noqa: BLE001 - any decoder failure is a corrupt or unknown TIFF
+        raise ValueError(str(error)) from error
+
+
+def array_to_rgb(image: np.ndarray) -> Image.Image:
+    """HxW / HxWx1 / HxWx3 / HxWx4 integer or float intensities -> RGB PIL image (`intensities_to_uint8`)."""
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise ValueError(f"image array must hold integer or float intensities, got {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("image array holds NaN or infinite values")
+    array = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+    array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+    return Image.fromarray(np.ascontiguousarray(intensities_to_uint8(array)))
+
+
 def load_image(image) -> Image.Image:
     """PIL image, path or HxW / HxWx1 / HxWx3 / HxWx4 array -> RGB PIL image; clear errors otherwise.
 
     Accepts what `build.py` accepts, converted the same way (`sam3_ops.intensities_to_uint8`):
-    8-bit images as they are, 16/32-bit or float grey images (fluorescence TIFFs) min-max
-    stretched to 8 bits, grey repeated to RGB.
+    8-bit images as they are, floats in 0..1 times 255, floats in 0..255 rounded, 16/32-bit grey
+    images (fluorescence TIFFs) min-max stretched to 8 bits, grey repeated to RGB; TIFFs PIL cannot
+    decode (float32 RGB) through tifffile. A file or PIL image is first turned as its EXIF
+    orientation says, so the mask matches the image as viewers display it. Premultiplied (La,
+    RGBa), palette-with-alpha (PA), HSV and LAB images are converted to the RGB colours they show.
     """
     if isinstance(image, (str, os.PathLike)):
         path = os.fspath(image)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except (OSError, SyntaxError) as error:
-            raise ValueError(f"cannot read image {path}: {error}") from error
-    if isinstance(image, Image.Image) and image.mode not in ("RGB", "RGBA", "L", "P", "CMYK", "YCbCr", "LA"):
-        if image.mode == "1":
-            raise ValueError("image mode '1' is a binary mask, not an image; pass an H&E tile")
-        image = np.asarray(image)  # 16/32-bit integer or float grey: converted as build.py does
+        image = read_image_file(path)
+    if isinstance(image, Image.Image):
+        image = pil_to_rgb(image)
     if isinstance(image, np.ndarray):
-        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 3, 4)):
-            raise ValueError(f"image array must be HxW, HxWx1, HxWx3 or HxWx4, got shape {image.shape}")
-        if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
-            raise ValueError(f"image array must hold integer or float intensities, got {image.dtype}")
-        if not np.isfinite(image).all():
-            raise ValueError("image array holds NaN or infinite values")
-        array = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
-        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
-        image = Image.fromarray(np.ascontiguousarray(intensities_to_uint8(array)))
+        image = array_to_rgb(image)
     if not isinstance(image, Image.Image):
         raise TypeError(f"image must be a PIL image, a path or an array, got {type(image).__name__}")
     if 0 in image.size:
         raise ValueError(f"image is empty: {image.size[0]}x{image.size[1]} pixels")
-    return image.convert("RGB")
+    return image
 
 
 def window_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -126,19 +170,49 @@ def window_weight(width: int, height: int, ramp: int) -> np.ndarray:
     return np.outer(profile(height), profile(width)).astype(np.float32)
 
 
+def whole_number(value, name: str, requirement: str, minimum: int = 0) -> int:
+    """value as an int when it is a Python or numpy integer (bool excluded) of at least `minimum`;
+    ValueError saying `name` must be `requirement` otherwise. A float, even 128.0, is refused with a
+    hint to pass an int, so that no value (127.6) is ever rounded silently."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        hint = f" (a {type(value).__name__}; pass an int)" if isinstance(value, numbers.Real) else ""
+        raise ValueError(f"{name} must be {requirement}, got {value!r}{hint}")
+    if value < minimum:
+        raise ValueError(f"{name} must be {requirement}, got {value!r}")
+    return int(value)
+
+
+def finite_number(value, name: str) -> float:
+    """value as a float when it is a finite real number (Python or numpy; bool excluded); ValueError otherwise."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def check_tiling(tile_size, tile_overlap) -> tuple[int, int]:
     """(tile_size, overlap) as whole numbers, clear errors otherwise; tile_size 0: one pass, overlap a
     quarter tile unless given."""
-    if isinstance(tile_size, bool) or not isinstance(tile_size, int) or not (tile_size == 0 or tile_size >= 16):
-        raise ValueError(f"tile_size must be 0 (one pass) or a whole number of pixels, at least 16, got {tile_size!r}")
+    requirement = "0 (one pass) or a whole number of pixels, at least 16"
+    tile_size = whole_number(tile_size, "tile_size", requirement)
+    if 0 < tile_size < 16:
+        raise ValueError(f"tile_size must be {requirement}, got {tile_size!r}")
     if tile_size == 0:
         if tile_overlap:
             raise ValueError("tile_overlap needs a tile_size")
         return 0, 0
-    overlap = tile_size // 4 if tile_overlap is None else tile_overlap
-    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile_size:
-        raise ValueError(f"tile_overlap must be a whole number of pixels from 0 to tile_size - 1, got {overlap!r}")
+    requirement = "a whole number of pixels from 0 to tile_size - 1"
+    overlap = tile_size // 4 if tile_overlap is None else whole_number(tile_overlap, "tile_overlap", requirement)
+    if overlap >= tile_size:
+        raise ValueError(f"tile_overlap must be {requirement}, got {overlap!r}")
     return tile_size, overlap
+
+
+def check_batch_size(batch_size) -> None:
+    """The base Pipeline's batch_size must stay 1: the prompts of an image are the batch here."""
+    if batch_size not in (None, 1):
+        raise ValueError(f"batch_size must be 1, got {batch_size!r}: all prompts of an image already share one "
+                         "vision pass and are decoded together (prompt_batch_size at a time); pass a list of "
+                         "images to segment several, one after the other")
 
 
 def check_prompts(prompts) -> list[str]:
@@ -162,6 +236,7 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        check_batch_size(self._batch_size)  # pipeline(..., batch_size=N) would fail at the first call
         self.is_clipseg = self.model.config.model_type == "clipseg"
         if self.is_clipseg and not isinstance(self.model, CLIPSegForImageSegmentation):
             # AutoModel maps a CLIPSeg config to CLIPSegModel, which has no decoder: load the segmenter.
@@ -177,8 +252,15 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         return read_preprocessing(getattr(self.model, "name_or_path", ""),
                                   int(self.model.config.vision_config.backbone_config.image_size))
 
+    # The keywords _sanitize_parameters reads; any other keyword is a typo and is refused.
+    CALL_PARAMETERS = ("prompts", "tile_size", "tile_overlap", "prompt_batch_size", "threshold",
+                       "presence_threshold", "min_instance_area")
+
     def _sanitize_parameters(self, prompts=None, threshold=None, presence_threshold=None, min_instance_area=None,
-                             prompt_batch_size=None, tile_size=None, tile_overlap=None, **unused):
+                             prompt_batch_size=None, tile_size=None, tile_overlap=None, **unknown):
+        if unknown:  # the base Pipeline has already taken its own (batch_size, num_workers, dtype, ...)
+            raise TypeError(f"unknown pipeline parameter{'s' if len(unknown) > 1 else ''} "
+                            f"{', '.join(map(repr, unknown))}; the parameters are {', '.join(self.CALL_PARAMETERS)}")
         preprocess_params, forward_params, postprocess_params = {}, {}, {}
         if prompts is not None:
             preprocess_params["prompts"] = prompts
@@ -186,17 +268,19 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
             preprocess_params["tile_size"], preprocess_params["tile_overlap"] = check_tiling(
                 self.default_tile_size() if tile_size is None else tile_size, tile_overlap)
         if prompt_batch_size is not None:
-            forward_params["prompt_batch_size"] = prompt_batch_size
+            forward_params["prompt_batch_size"] = whole_number(prompt_batch_size, "prompt_batch_size",
+                                                               "a whole number of prompts, at least 1", minimum=1)
         if threshold is not None:
-            postprocess_params["threshold"] = threshold
+            postprocess_params["threshold"] = finite_number(threshold, "threshold")
         if presence_threshold is not None:
-            postprocess_params["presence_threshold"] = presence_threshold
+            postprocess_params["presence_threshold"] = finite_number(presence_threshold, "presence_threshold")
         if min_instance_area is not None:
-            postprocess_params["min_instance_area"] = min_instance_area
+            postprocess_params["min_instance_area"] = whole_number(min_instance_area, "min_instance_area",
+                                                                   "a whole number of pixels, at least 0")
         return preprocess_params, forward_params, postprocess_params
 
     def __call__(self, images, prompts=None, **kwargs):
-        """images: one image (PIL, path, uint8 array) or a list; prompts: a string or a list of strings.
+        """images: one image (PIL, path, array) or a list; prompts: a string or a list of strings.
 
         One image -> a list of dicts, one per prompt (a single dict when prompts is a string);
         a list of images -> a list of such results. Call parameters: threshold (mask probability,
@@ -204,11 +288,15 @@ class TextGuidedNucleiSegmentationPipeline(Pipeline):
         below it; default the checkpoint's), min_instance_area (components under this many pixels are
         dropped from the mask; default the checkpoint's `min_area`), prompt_batch_size, tile_size and
         tile_overlap (window-by-window inference of an image larger than a tile, module docstring;
-        default: the checkpoint's `tile_size`, 0 = one pass).
+        default: the checkpoint's `tile_size`, 0 = one pass). threshold and presence_threshold are
+        finite numbers; prompt_batch_size (at least 1), min_instance_area, tile_size and tile_overlap
+        are ints (numpy ints too). Any other keyword is a TypeError naming it; batch_size must stay 1
+        (all prompts of an image are already one batch on one vision pass).
         """
         if prompts is None:
             raise ValueError("pass prompts=..., e.g. seg(image, prompts=['all nuclei'])")
-        check_prompts(prompts)  # tile_size / tile_overlap are checked in _sanitize_parameters
+        check_prompts(prompts)  # the other parameters are checked in _sanitize_parameters
+        check_batch_size(kwargs.get("batch_size"))
         return super().__call__(images, prompts=prompts, **kwargs)
 
     def default_tile_size(self) -> int:

@@ -2,8 +2,9 @@
 
     pgat-hf push --model outputs/pgat-demo --repo ORG/NAME [--private] [--no-remote-code]
 
-The files are staged in a temporary folder first, so what is sent is exactly what was checked:
-weights as safetensors only (a pickle in the folder stops the push), no trainer checkpoints or
+The files are staged in a temporary folder first, so what is sent is exactly what was checked, and
+the repo is created only once the folder has passed: weights as safetensors only (a pickle in the
+folder, e.g. a trainer checkpoint-N's optimizer.pt, stops the push), no trainer checkpoints or
 TensorBoard logs, a card regenerated for the repo id, and (unless --no-remote-code) the pipeline
 code with `custom_pipelines` in config.json, so `pipeline(model=REPO, trust_remote_code=True)`
 works where pgat_hf is not installed.
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.utils import validate_repo_id
 
 from pgat_hf.hub.model_card import write_model_card
 from pgat_hf.hub.pipeline import TASK
@@ -54,9 +56,12 @@ def stage_upload(model_dir: str | Path, repo_id: str, staging_dir: str | Path, r
     source, staging = Path(model_dir), Path(staging_dir)
     if not (source / "config.json").is_file() or not any(source.glob("*.safetensors")):
         raise FileNotFoundError(f"{source} is not a checkpoint folder (needs config.json and *.safetensors)")
-    pickles = [p.name for p in source.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in PICKLE_PATTERNS)]
+    pickles = sorted(p.name for p in source.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in PICKLE_PATTERNS))
     if pickles:
-        raise ValueError(f"{source} holds pickle files {pickles}: pgat_hf publishes safetensors only; remove them")
+        hint = ("; this is a trainer checkpoint (its optimizer and RNG state are pickles): push the training "
+                "output folder above it, whose root holds the final checkpoint") \
+            if (source / "trainer_state.json").is_file() and (source / "optimizer.pt").is_file() else "; remove them"
+        raise ValueError(f"{source} holds pickle files {pickles}: pgat_hf publishes safetensors only{hint}")
     staging.mkdir(parents=True, exist_ok=True)
     write_model_card(source, repo_id=repo_id, out=str(staging / "README.md"))
     for path in sorted(source.iterdir()):
@@ -74,11 +79,17 @@ def stage_upload(model_dir: str | Path, repo_id: str, staging_dir: str | Path, r
 
 def push_to_hub(model_dir: str | Path, repo_id: str, private: bool = False, remote_code: bool = True,
                 commit_message: str | None = None, token: str | None = None) -> str:
-    """Create the repo if needed and upload the staged folder in one commit; returns the commit URL."""
-    api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    """Check the repo id, stage and check the folder, then create the repo if needed and upload the
+    staged folder in one commit; returns the commit URL.
+
+    Nothing reaches the Hub before the folder has passed `stage_upload`: a mistyped --model path or
+    a trainer checkpoint-N folder (optimizer.pt, rng_state.pth) must not leave an empty repo behind.
+    """
+    validate_repo_id(repo_id)  # HFValidationError, before any file is read or any request is made
     with tempfile.TemporaryDirectory(prefix="pgat-push-") as staging:
         files = stage_upload(model_dir, repo_id, staging, remote_code=remote_code)
+        api = HfApi(token=token)
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         print(f"uploading {len(files)} files to {repo_id}: {', '.join(files)}")
         info = api.upload_folder(folder_path=staging, repo_id=repo_id, repo_type="model",
                                  commit_message=commit_message or f"Upload {TASK} checkpoint with pgat_hf")

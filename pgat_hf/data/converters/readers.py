@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-from pgat_hf.sam3_ops import intensities_to_uint8
+from pgat_hf.sam3_ops import intensities_to_uint8, pil_to_rgb
 from skimage.segmentation import relabel_sequential
 
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
@@ -66,13 +66,8 @@ def read_rgb(path) -> np.ndarray:
     path = require_file(Path(path), "image")
     try:
         with Image.open(path) as opened:
-            # Pixels as a viewer shows them: a JPEG's EXIF orientation applied, as the pipeline does.
-            img = ImageOps.exif_transpose(opened)
-            if img.mode in ("RGB", "RGBA", "L", "P", "LA", "CMYK"):
-                return as_rgb(np.asarray(img.convert("RGB")), path)
-            array = np.asarray(img)  # 16/32-bit single channel
-    except ConversionError:
-        raise
+            opened.load()
+            image = opened.copy()
     except Exception as err:  # noqa: BLE001 - any decoder failure is a corrupt/unknown image
         if path.suffix.lower() not in (".tif", ".tiff"):
             fail(path, f"cannot read image ({err})")
@@ -82,7 +77,12 @@ def read_rgb(path) -> np.ndarray:
             array = tifffile.imread(path)
         except Exception as tiff_err:  # noqa: BLE001
             fail(path, f"cannot read image ({tiff_err})")
-    return as_rgb(array, path)
+        return as_rgb(array, path)
+    try:  # the pipeline's reading: EXIF orientation applied, colour modes as the RGB they show
+        shown = pil_to_rgb(image)
+    except ValueError as err:  # a binary mode-"1" image, or a mode with no RGB meaning
+        fail(path, str(err))
+    return as_rgb(np.asarray(shown), path)  # 16/32-bit grey arrives as an array: stretched there
 
 
 # ------------------------------------------------------------------------------------------
