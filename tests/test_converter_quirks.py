@@ -193,3 +193,39 @@ def test_rows_held_as_png_write_the_same_files_in_a_fraction_of_the_memory(tmp_p
         write_dataset_repo(tmp_path / name, "c", {"train": rows}, ["neoplastic"])
     digest = lambda name: hashlib.sha256((tmp_path / name / "c" / "train-00000-of-00001.parquet").read_bytes()).digest()  # noqa: E731
     assert digest("pil") == digest("png")
+
+
+@pytest.mark.parametrize("mode, suffix", [("LA", ".png"), ("CMYK", ".jpg"), ("LAB", ".tif"), ("1", ".png")])
+def test_build_and_the_pipeline_read_an_image_file_alike(tmp_path, mode, suffix):
+    from pgat_hf.hub.pipeline import load_image
+
+    path = tmp_path / f"tile{suffix}"
+    Image.fromarray(rgb((12, 10), 5)).convert(mode).save(path)
+    if mode == "1":  # a binary mask given as the image: both refuse it
+        with pytest.raises(ConversionError, match="tile.png: image mode '1' is a binary mask"):
+            read_rgb(path)
+        with pytest.raises(ValueError, match="binary mask"):
+            load_image(path)
+        return
+    with Image.open(path) as saved:
+        assert saved.mode == mode
+    assert np.array_equal(read_rgb(path), np.asarray(load_image(path)))
+    assert read_rgb(path).std() > 10  # colours, not a flat or stretched-away image
+
+
+def test_pannuke_as_the_kaggle_copy_names_its_folds(tmp_path):
+    """Kaggle's PanNuke: Part 1/Images/{images,types}.npy and Part 1/Masks/masks.npy."""
+    images = np.stack([rgb((32, 32), 1)]).astype(np.float64)
+    masks = np.zeros((1, 32, 32, 6), np.float64)
+    masks[0, ..., 1] = discs((32, 32), [(8, 8), (20, 20)], ids=[3, 9])  # two inflammatory nuclei
+    for part in (1, 3):
+        folder = tmp_path / "raw" / f"Part {part}"
+        (folder / "Images").mkdir(parents=True)
+        (folder / "Masks").mkdir()
+        np.save(folder / "Images" / "images.npy", images)
+        np.save(folder / "Images" / "types.npy", np.array(["Breast"]))
+        np.save(folder / "Masks" / "masks.npy", masks)
+    (spec,) = SOURCES["pannuke"].convert(tmp_path / "raw")
+    assert sorted(spec.splits) == ["test", "train"]
+    loaded = spec.splits["train"][0].load()
+    assert int(loaded.instances.max()) == 2 and set(np.unique(loaded.classes)) == {0, 2}

@@ -1,7 +1,8 @@
 """PanNuke (Gamper et al. 2019/2020): 256×256 tiles from 19 tissues, five nucleus types.
 
 Expected raw layout (the three fold zips from https://warwick.ac.uk/fac/cross_fac/tia/data/pannuke,
-unpacked into one folder; any nesting, fold number read from a "fold N" / "Fold N" folder name):
+unpacked into one folder; any nesting, fold number read from a "fold N" / "Fold N" folder name, or
+"Part N" as the widely used Kaggle copy names them, ``Part 1/Images/images.npy``):
 
     RAW/Fold 1/images/fold1/images.npy   float or uint8 (N, 256, 256, 3), RGB 0..255
     RAW/Fold 1/images/fold1/types.npy    str (N,), tissue names ("Breast", "Colon", ...)
@@ -29,7 +30,7 @@ from pgat_hf.data.converters.spec import ConfigSpec, RawImage, SourceInfo, loade
 CATEGORIES = ["neoplastic", "inflammatory", "connective", "dead", "epithelial"]
 FOLD_SPLITS = {1: "train", 2: "validation", 3: "test"}
 _FILES = ("images.npy", "masks.npy", "types.npy")
-_FOLD = re.compile(r"fold[\s_-]*(\d+)", re.IGNORECASE)
+_FOLD = re.compile(r"(?:fold|part)[\s_-]*(\d+)", re.IGNORECASE)  # "Fold 1", "fold1"; Kaggle's "Part 1"
 
 INFO = SourceInfo(
     name="pannuke",
@@ -61,7 +62,7 @@ def find_folds(raw: Path) -> dict[int, dict[str, Path]]:
         for path in sorted(raw.rglob(name)):
             fold = _fold_number(path, raw)
             if fold is None:
-                fail(path, "cannot tell which fold this is: put it under a 'Fold N' folder")
+                fail(path, "cannot tell which fold this is: put it under a 'Fold N' (or 'Part N') folder")
             if name in folds.setdefault(fold, {}):
                 fail(path, f"fold {fold} has two {name} files (also {folds[fold][name]})")
             folds[fold][name] = path
