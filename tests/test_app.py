@@ -5,6 +5,7 @@ Playwright, which downloads no browser here)."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +70,14 @@ def test_panel_labels_tell_two_folders_of_one_name_apart(tmp_path):
 def test_phrasings_are_one_per_line_with_empty_lines_counted():
     assert parse_phrasings("all nuclei\n\n  every   cell \nALL NUCLEI\n") == (["all nuclei", "every cell"], 1)
     assert parse_phrasings(None) == ([], 0)
+
+
+def test_only_the_newest_download_folders_are_kept():
+    page = explorer.Explorer(["a"], load=lambda name: None)
+    made = [page.new_download_folder() for _ in range(explorer.KEEP_RUNS + 3)]
+    kept = sorted(page.downloads.glob("run*"))
+    assert kept == sorted(made[-explorer.KEEP_RUNS:])
+    shutil.rmtree(page.downloads)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ tile share one vision pass (the pipeline's). Bad input is a message in the page 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ from pgat_hf.hub.agreement import agreement_matrix, parse_phrasings, summarize_a
 
 DEFAULT_MODEL = "outputs/pgat-demo"  # where the README's main command writes the demo checkpoint
 MAX_PHRASINGS = 12
+# Download folders kept, one per button press: a Space runs for weeks, and a press's files are
+# fetched right after it, so older ones are removed.
+KEEP_RUNS = 8
 T1_GROUP = ("all nuclei", "segment every cell nucleus in the image", "outline all nuclear profiles in the specimen")
 T2_GROUP = ("inflammatory nuclei", "segment all lymphocyte nuclei", "highlight the lymphoid nuclei")
 NO_MODEL_TEXT = (f"**No checkpoint to run.** Train the demo one (about 6 minutes on 2 CPU cores), which "
@@ -126,6 +130,15 @@ class Explorer:
         self.segmenters = [load(name) for name in self.names]
         self.downloads = Path(tempfile.mkdtemp(prefix="pgat_app_"))
 
+    def new_download_folder(self) -> Path:
+        """A fresh folder for this press's files; all but the newest KEEP_RUNS are removed."""
+        call = Path(tempfile.mkdtemp(prefix="run", dir=self.downloads))
+        earlier = sorted((folder for folder in self.downloads.glob("run*") if folder != call),
+                         key=lambda folder: folder.stat().st_mtime_ns)
+        for old in earlier[:max(0, len(earlier) - (KEEP_RUNS - 1))]:
+            shutil.rmtree(old, ignore_errors=True)
+        return call
+
     def run(self, image, text: str, progress=gr.Progress()):
         """Gradio handler: one tuple (summary, gallery, heat map, files) per model, then the comparison line."""
         from pgat_hf.hub.pipeline import load_image
@@ -142,7 +155,7 @@ class Explorer:
         except (ValueError, TypeError, FileNotFoundError) as error:
             raise gr.Error(f"This file cannot be used as a tile: {error}") from error
         tile = np.asarray(rgb)
-        call = Path(tempfile.mkdtemp(prefix="run", dir=self.downloads))  # one folder per button press
+        call = self.new_download_folder()
         outputs, means = [], []
         for index, (label, segmenter) in enumerate(zip(self.labels, self.segmenters)):
             progress((index + 0.1) / len(self.segmenters),
