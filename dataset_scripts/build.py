@@ -1,4 +1,4 @@
-"""Build a prompt-group nuclei dataset config from a downloaded source (DESIGN.md §3, §4).
+"""Build a prompt-group nuclei dataset config from a downloaded source (docs/design.md §3, §4).
 
     python dataset_scripts/build.py --source NAME --raw DIR --out DIR \
         [--train-fraction 1.0 --seed 0] [--tile-size 256 --overlap 0] [--config-name NAME] \

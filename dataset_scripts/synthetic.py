@@ -1,7 +1,10 @@
 """Build the synthetic H&E-like nuclei dataset as a local dataset folder (config "synthetic").
 
     python dataset_scripts/synthetic.py --out data/pgat [--num-train 400 --num-test 64 \
-        --image-size 128 --seed 0] [--preview preview.png]
+        --num-validation 32 --image-size 128 --seed 0] [--preview preview.png]
+
+The defaults are the demo recipe's, so `pgat_hf/train.py --config pgat_hf/recipes/demo.yaml
+--dataset_path OUT` trains on the folder as built instead of rebuilding it.
 
 The folder then opens offline with ``datasets.load_dataset(OUT, "synthetic")``. Same arguments,
 byte-identical parquet files.
@@ -18,7 +21,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pgat_hf.data.synthetic import generate_synthetic_dataset, preview_grid
+from pgat_hf.data.synthetic import DEMO_VALIDATION_TILES, generate_synthetic_dataset, preview_grid
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -26,6 +29,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--out", required=True, help="dataset folder (created; other configs kept)")
     parser.add_argument("--num-train", type=int, default=400, help="training tiles")
     parser.add_argument("--num-test", type=int, default=64, help="test tiles")
+    parser.add_argument("--num-validation", type=int, default=DEMO_VALIDATION_TILES,
+                        help="validation tiles (evaluations during training and setting choices run here)")
     parser.add_argument("--image-size", type=int, default=128, help="tile side in pixels")
     parser.add_argument("--seed", type=int, default=0, help="seed of tiles and prompt text")
     parser.add_argument("--config-name", default="synthetic", help="config (subfolder) name")
@@ -33,7 +38,7 @@ def main(argv: list[str] | None = None) -> str:
     args = parser.parse_args(argv)
 
     path = generate_synthetic_dataset(
-        args.out, num_train=args.num_train, num_test=args.num_test,
+        args.out, num_train=args.num_train, num_test=args.num_test, num_validation=args.num_validation,
         image_size=args.image_size, seed=args.seed, config_name=args.config_name,
     )
     if args.preview:

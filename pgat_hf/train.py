@@ -13,6 +13,7 @@ Resume: --resume_from_checkpoint DIR, or `last` / `auto` for the newest complete
 
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import sys
@@ -36,6 +37,8 @@ from pgat_hf.data.synthetic import ensure_synthetic_dataset
 from pgat_hf.training.trainer import PGATTrainer
 from pgat_hf.training.arguments import PGATTrainingArguments
 from pgat_hf.data.vocabulary import load_vocabulary
+
+logger = logging.getLogger("pgat_hf.train")
 
 
 @dataclass
@@ -161,7 +164,21 @@ def parse_args(argv: list[str] | None = None):
         if at + 1 == len(argv):
             raise ValueError("--config needs a recipe file, e.g. --config pgat_hf/recipes/demo.yaml")
         argv = recipe_to_argv(argv[at + 1], known_keys(parser)) + argv[:at] + argv[at + 2:]
-    return parser.parse_args_into_dataclasses(args=argv)
+    *parsed, leftover = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if leftover:
+        raise ValueError(unknown_flags_message(leftover, known_keys(parser)))
+    return tuple(parsed)
+
+
+def unknown_flags_message(leftover: list[str], known: set[str]) -> str:
+    """"unknown flag --num_prompt (did you mean --num_prompts?)" for every flag the parser left over."""
+    import difflib
+
+    notes = []
+    for flag in (item for item in leftover if item.startswith("--")):
+        close = difflib.get_close_matches(flag[2:].split("=")[0], sorted(known), n=1)
+        notes.append(f"{flag}" + (f" (did you mean --{close[0]}?)" if close else ""))
+    return "unknown flag " + ", ".join(notes) if notes else f"unexpected arguments {leftover}"
 
 
 def dataset_configs(data_args: DataArguments) -> list[str]:
@@ -179,20 +196,38 @@ def load_splits(data_args: DataArguments, training_args: PGATTrainingArguments):
                                      num_test=data_args.synthetic_num_test,
                                      num_validation=data_args.synthetic_num_validation, seed=data_args.synthetic_seed,
                                      image_size=data_args.synthetic_image_size, vocabulary=vocabulary)
-        loaded = {config: load_prompt_dataset(data_args.dataset_path, config) for config in dataset_configs(data_args)}
+        loaded = {config: load_config(data_args.dataset_path, config) for config in dataset_configs(data_args)}
     for config, dataset in loaded.items():
         for split in (data_args.train_split, data_args.eval_split):
             if split not in dataset:
                 raise ValueError(f"{data_args.dataset_path} ({config}) has no split {split!r}; splits: {list(dataset)}")
     train = concatenate_datasets([d[data_args.train_split] for d in loaded.values()])
     test = concatenate_datasets([d[data_args.eval_split] for d in loaded.values()])
-    # Each config's own validation split, or its test split where it has none.
+    # Each config's own validation split, or its test split where it has none (said, since settings
+    # chosen on those evaluations are then chosen on the tiles the final report scores).
+    without = [config for config, d in loaded.items() if data_args.validation_split not in d]
+    if without and training_args.eval_strategy != "no":
+        logger.warning(f"{', '.join(without)}: no {data_args.validation_split!r} split, so the evaluations during "
+                       f"training run on {data_args.eval_split!r}, the split the final report scores; do not choose "
+                       "settings on them (PanNuke's validation split is fold 2)")
     validation = concatenate_datasets([d[data_args.validation_split] if data_args.validation_split in d
                                        else d[data_args.eval_split] for d in loaded.values()])
     if data_args.max_train_samples:
         train = train.select(range(min(data_args.max_train_samples, len(train))))
     validate_training_rows(train, tuple(training_args.tasks), where=f"{data_args.dataset_path} {data_args.train_split}")
     return train, validation, test
+
+
+def load_config(path: str, config: str):
+    """One config of a local dataset folder, or of a Hub dataset when no such folder exists."""
+    if os.path.exists(path):
+        return load_prompt_dataset(path, config)
+    try:
+        return load_prompt_dataset(path, config)
+    except Exception as error:  # noqa: BLE001 - offline, unknown repo, no access: one message for all
+        raise FileNotFoundError(
+            f"dataset {path}: no such folder, and the Hub did not serve it ({type(error).__name__}); build it with "
+            f"`python dataset_scripts/build.py --source ... --out {path}` or pass --dataset_path") from error
 
 
 def build_model(model_args: ModelArguments, training_args: PGATTrainingArguments):
@@ -279,7 +314,10 @@ def main(argv: list[str] | None = None) -> PGATTrainer:
     except (FileNotFoundError, ValueError) as error:  # a bad recipe or flag: one line, no traceback
         raise SystemExit(f"train.py: error: {error}") from error
     set_seed(training_args.seed)
-    train_dataset, validation_dataset, eval_dataset = load_splits(data_args, training_args)
+    try:
+        train_dataset, validation_dataset, eval_dataset = load_splits(data_args, training_args)
+    except (FileNotFoundError, ValueError) as error:  # no folder, no config or split, a bad row: one line
+        raise SystemExit(f"train.py: error: {error}") from error
     segmenter, tokenizer, image_processor = build_model(model_args, training_args)
     collator = PromptGroupCollator(
         tokenizer=tokenizer, image_processor=image_processor, num_prompts=training_args.num_prompts,

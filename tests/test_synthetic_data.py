@@ -22,6 +22,7 @@ from pgat_hf.data.dataset import (
     write_dataset_repo,
 )
 from pgat_hf.data.synthetic import (
+    DEMO_VALIDATION_TILES,
     SYNTHETIC_CATEGORIES,
     ensure_synthetic_dataset,
     generate_synthetic_dataset,
@@ -242,3 +243,23 @@ def test_label_image_round_trip():
         encode_instance_map(arr + 70000)
     with pytest.raises(ValueError):
         instance_array(Image.new("RGB", (3, 2)))
+
+
+def test_the_documented_build_is_the_folder_the_demo_trains_on(tmp_path):
+    """synthetic.py's defaults are the demo's tile counts: training reuses the folder, never rebuilds it."""
+    import importlib.util
+
+    import yaml
+
+    script = Path(__file__).resolve().parents[1] / "dataset_scripts" / "synthetic.py"
+    spec = importlib.util.spec_from_file_location("synthetic_script", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    demo = yaml.safe_load((script.parents[1] / "pgat_hf" / "recipes" / "demo.yaml").read_text())
+    out = tmp_path / "data"
+    module.main(["--out", str(out), "--num-train", "3", "--num-test", "2", "--image-size", "32"])
+    parquet = out / "synthetic" / "validation-00000-of-00001.parquet"
+    assert demo["synthetic_num_validation"] == DEMO_VALIDATION_TILES and parquet.is_file()
+    before = parquet.stat().st_mtime_ns
+    ensure_synthetic_dataset(out, num_train=3, num_test=2, num_validation=demo["synthetic_num_validation"], image_size=32)
+    assert parquet.stat().st_mtime_ns == before

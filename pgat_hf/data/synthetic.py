@@ -367,6 +367,11 @@ def synthetic_settings(num_train=400, num_test=64, num_validation=0, image_size=
             "image_size": int(image_size), "seed": int(seed), "prompts_sha256": vocabulary.sha256}
 
 
+# The demo recipe's validation tiles: build.py and dataset_scripts/synthetic.py build them too, so the
+# demo trains on such a folder as built.
+DEMO_VALIDATION_TILES = 32
+
+
 def generate_synthetic_dataset(
     out_dir: str | os.PathLike,
     num_train: int = 400,

@@ -135,7 +135,8 @@ def build_source(source: str, raw_dir=None, out_dir="data/pgat", *, train_fracti
     entry = SOURCES[source]
     if entry.convert is None:  # synthetic: generated, not converted
         name = config_name or "synthetic"
-        synthetic.generate_synthetic_dataset(out_dir, seed=seed, config_name=name, vocabulary=vocabulary)
+        synthetic.generate_synthetic_dataset(out_dir, seed=seed, config_name=name, vocabulary=vocabulary,
+                                             num_validation=synthetic.DEMO_VALIDATION_TILES)
         update_card(out_dir)
         return [name]
     if raw_dir is None or not Path(raw_dir).is_dir():
