@@ -26,7 +26,7 @@ def test_a_missing_recipe_stops_with_one_line_naming_it(tmp_path):
 
 
 def test_flags_are_not_prefix_matched(tmp_path):
-    with pytest.raises(ValueError, match="not used by the HfArgumentParser: \\['--num_prompt', '2'\\]"):
+    with pytest.raises(ValueError, match="unknown flag --num_prompt \\(did you mean --num_prompts\\?\\)"):
         parse_args(["--num_prompt", "2", "--output_dir", str(tmp_path)])
     _, _, args = parse_args(["--num_prompts", "2", "--output_dir", str(tmp_path)])
     assert args.num_prompts == 2
@@ -76,9 +76,49 @@ def test_card_errors_are_one_line_naming_the_folder_or_file(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert card_main(["--model", str(tmp_path)]) == 2  # no model.safetensors: not a checkpoint
     assert capsys.readouterr().err == (f"pgat-hf card: error: {tmp_path} is not a checkpoint folder "
-                                       f"(needs config.json and model.safetensors)\n")
+                                       f"(needs config.json and model.safetensors, or a LoRA adapter's "
+                                       f"adapter_config.json and adapter_model.safetensors)\n")
     (tmp_path / "robustness_report.json").write_text('{"summary": {"dice": ')  # a copy cut short
     assert card_main(["--model", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"pgat-hf card: error: {tmp_path / 'robustness_report.json'} is not valid JSON (")
     assert len(err.splitlines()) == 1 and not (tmp_path / "README.md").exists()
+
+
+def test_every_shipped_recipe_names_only_known_arguments():
+    """The paper's recipe once held warmup_ratio, which this transformers no longer has."""
+    from pathlib import Path
+
+    from pgat_hf.train import known_keys, make_parser, recipe_to_argv
+
+    known = known_keys(make_parser())
+    recipes = [r for r in (Path(__file__).parents[1] / "pgat_hf" / "recipes").glob("*.yaml")
+               if "runs" not in yaml.safe_load(r.read_text())]  # sweep files hold runs over a base recipe
+    assert {r.name for r in recipes} >= {"demo.yaml", "paper_sam3.yaml"}
+    for recipe in recipes:
+        assert recipe_to_argv(str(recipe), known)[:1] == ["--" + next(iter(yaml.safe_load(recipe.read_text())))]
+
+
+def test_a_dataset_folder_that_does_not_exist_is_one_line(tmp_path):
+    from pgat_hf.train import main
+
+    missing = tmp_path / "data" / "pgat"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--dataset_path", str(missing), "--dataset_config", "pannuke", "--output_dir", str(tmp_path / "out"),
+              "--report_to", "none"])
+    message = str(exit_info.value.code)
+    assert message.startswith(f"train.py: error: dataset {missing}: no such folder, and the Hub did not serve it")
+    assert "\n" not in message
+
+
+def test_evaluating_on_test_tiles_for_want_of_a_validation_split_is_said(tmp_path, caplog):
+    from pgat_hf.data.dataset import write_dataset_repo
+    from pgat_hf.data.synthetic import SYNTHETIC_CATEGORIES, make_synthetic_row
+
+    rows = [make_synthetic_row(0, "train", i, image_size=32) for i in range(2)]
+    write_dataset_repo(tmp_path / "data", "noval", {"train": rows, "test": rows[:1]}, SYNTHETIC_CATEGORIES)
+    args = PGATTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", eval_strategy="steps")
+    with caplog.at_level("WARNING", logger="pgat_hf.train"):
+        _, validation, _ = load_splits(DataArguments(dataset_path=str(tmp_path / "data"), dataset_config="noval"), args)
+    assert len(validation) == 1
+    assert "noval: no 'validation' split, so the evaluations during training run on 'test'" in caplog.text

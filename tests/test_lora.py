@@ -8,6 +8,7 @@ import torch
 from test_trainer import StopAfter, make_trainer, snapshot
 from transformers import Sam3Model
 
+from pgat_hf.hub.model_card import write_model_card
 from pgat_hf.models.factory import build_tiny_model, load_merged_adapter, make_segmenter
 from pgat_hf.models.lora import ALL_PARTS, LORA_TARGET_PRESETS, apply_lora, resolve_lora_parts
 from pgat_hf.training.arguments import PGATTrainingArguments
@@ -87,6 +88,12 @@ def test_adapter_only_checkpoint_reloads_onto_its_base(synthetic_splits, tmp_pat
     batch = one_batch(trainer)
     torch.testing.assert_close(logits(make_segmenter(merged), batch), logits(trainer.model, batch),
                                atol=1e-4, rtol=1e-4)
+    # Built in-process, the base has no name for adapter_config.json: the card says so instead of
+    # calling the adapter a random-init model, and its snippets leave the base to fill in.
+    text = open(write_model_card(out)).read()
+    assert "| base model | not named in adapter_config.json (this folder is a LoRA adapter on it" in text
+    assert 'load_segmenter(adapter_dir, base_model="BASE_MODEL")' in text
+    assert "random initial weights" not in text and "license:" not in text
 
 
 def test_lora_resume_gives_the_same_adapter_as_a_straight_run(synthetic_splits, tmp_path):

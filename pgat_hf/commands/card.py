@@ -7,8 +7,10 @@ import json
 import os
 import sys
 
-# The JSON files the card reads from the folder (hub/model_card.py); each is optional but config.json.
-CARD_JSON_FILES = ("config.json", "pgat_training_args.json", "pgat_run.json", "robustness_report.json")
+# The JSON files the card reads from the folder (hub/model_card.py); each is optional but config.json,
+# or adapter_config.json in a LoRA adapter folder (lora_save_merged=false).
+CARD_JSON_FILES = ("config.json", "adapter_config.json", "pgat_training_args.json", "pgat_run.json",
+                   "robustness_report.json")
 
 
 def folder_error(model: str) -> str | None:
@@ -31,7 +33,8 @@ def folder_error(model: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pgat-hf card", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, help="training output folder (checkpoint at its root)")
+    parser.add_argument("--model", required=True,
+                        help="training output folder (checkpoint or LoRA adapter at its root)")
     parser.add_argument("--repo-id", default=None, help="Hub repo id the card's usage snippets should name")
     parser.add_argument("--out", default=None, help="where to write the card (default MODEL/README.md)")
     parser.add_argument("--template", default=None, help="card template (default: pgat_hf/hub/templates/model_card.md)")

@@ -8,6 +8,10 @@ folder, e.g. a trainer checkpoint-N's optimizer.pt, stops the push), no trainer 
 TensorBoard logs, a card regenerated for the repo id, and (unless --no-remote-code) the pipeline
 code with `custom_pipelines` in config.json, so `pipeline(model=REPO, trust_remote_code=True)`
 works where pgat_hf is not installed.
+
+A LoRA adapter saved alone (lora_save_merged=false) is pushed as the adapter, its tokenizer,
+preprocessing, card and reports, with --no-remote-code only (the remote pipeline code needs a full
+checkpoint's config.json) and only when its base model is a Hub id others can load.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import tempfile
 from pathlib import Path
 
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from pgat_hf.hub.model_card import write_model_card
+from pgat_hf.hub.model_card import adapter_base_model, is_adapter_folder, write_model_card
 from pgat_hf.hub.pipeline import TASK
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -51,11 +56,40 @@ def remote_code_files() -> dict[str, str]:
     return files
 
 
+def is_hub_model_id(name: str | None) -> bool:
+    """Whether `name` reads as a Hub repo id rather than a local folder (which others cannot load)."""
+    if not name or Path(name).exists():
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_adapter(source: Path, remote_code: bool) -> None:
+    """ValueError, naming the folder and the way out, unless the adapter folder can be published as it is."""
+    if remote_code:
+        raise ValueError(f"{source} is a LoRA adapter (lora_save_merged=false) and the pipeline code needs a full "
+                         "checkpoint's config.json: push the adapter alone with --no-remote-code, or train with "
+                         "--lora_save_merged true to publish a full checkpoint")
+    base = adapter_base_model(source)
+    if not is_hub_model_id(base):
+        where = "names no base model" if not base else f"names base model {base!r}, not a Hub id others can load"
+        raise ValueError(f"{source} is a LoRA adapter whose adapter_config.json {where}: set "
+                         "base_model_name_or_path there to the base's Hub id, or train with --lora_save_merged true "
+                         "to publish a full checkpoint")
+
+
 def stage_upload(model_dir: str | Path, repo_id: str, staging_dir: str | Path, remote_code: bool = True) -> list[str]:
     """Copy what should be uploaded into staging_dir; returns the relative file names, sorted."""
     source, staging = Path(model_dir), Path(staging_dir)
-    if not (source / "config.json").is_file() or not any(source.glob("*.safetensors")):
-        raise FileNotFoundError(f"{source} is not a checkpoint folder (needs config.json and *.safetensors)")
+    adapter = is_adapter_folder(source)
+    if adapter:
+        check_adapter(source, remote_code)
+    elif not (source / "config.json").is_file() or not any(source.glob("*.safetensors")):
+        raise FileNotFoundError(f"{source} is not a checkpoint folder (needs config.json and *.safetensors, or a "
+                                "LoRA adapter's adapter_config.json and adapter_model.safetensors)")
     pickles = sorted(p.name for p in source.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in PICKLE_PATTERNS))
     if pickles:
         hint = ("; this is a trainer checkpoint (its optimizer and RNG state are pickles): push the training "
