@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 from pgat_hf.commands.cli import whole_number
 
@@ -65,46 +61,19 @@ def device_error(device: str) -> str | None:
     return None
 
 
-def reserve_json(path: str) -> Path:
-    """An empty temporary file beside PATH (its folder created), so an unwritable PATH fails before
-    the benchmark runs; the results replace PATH from it in one rename. OSError if it cannot be made."""
-    target = Path(path)
-    if target.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder; pass a file path", path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=f"{target.suffix}.tmp")
-    os.close(handle)
-    return Path(name)
-
-
-def json_path_problem(error: OSError) -> str:
-    if isinstance(error, IsADirectoryError):
-        return "is a folder; pass a file path"
-    if isinstance(error, (FileExistsError, NotADirectoryError)):  # mkdir met a file where a folder should be
-        return f"{error.filename} is a file, not a folder"
-    return f"cannot write there ({error.strerror}: {error.filename})"
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    target = args.json_path
-    if target:
+    if args.json_path:  # a path that cannot be written stops before the benchmark runs, not after
+        from pgat_hf.evaluation.report import EvalError, check_output_path
+
         try:
-            args.json_path = str(reserve_json(target))
-        except OSError as error:
-            print(f"pgat-hf bench: error: --json {target}: {json_path_problem(error)}", file=sys.stderr)
+            check_output_path(args.json_path, "--json", folder=False)
+        except EvalError as error:
+            print(f"pgat-hf bench: error: {error}", file=sys.stderr)
             return 2
     from pgat_hf.commands.step_benchmark import run  # torch: after --help
 
-    try:
-        code = run(args)
-        if target:
-            os.chmod(args.json_path, 0o644)  # mkstemp files are private
-            os.replace(args.json_path, target)
-        return code
-    finally:
-        if target:
-            Path(args.json_path).unlink(missing_ok=True)
+    return run(args)
 
 
 if __name__ == "__main__":

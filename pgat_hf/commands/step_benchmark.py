@@ -16,7 +16,6 @@ spent waiting for the data loader with the default loader settings.
 from __future__ import annotations
 
 import functools
-import json
 import statistics
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from pgat_hf.atomic import write_json_atomic
 from pgat_hf.models.backends.sam3 import tiny_sam3_config
 from pgat_hf.training.losses import PGATLoss
 
@@ -370,8 +370,7 @@ def run(args) -> int:
     if args.data_steps:
         results["data"] = data_wait_share(steps=args.data_steps, image_size=args.data_image_size)
     print(format_table(results))
-    if args.json_path:
-        with open(args.json_path, "w") as handle:
-            json.dump(results, handle, indent=2)
+    if args.json_path:  # its folder created, written whole (never a half file), readable by all
+        write_json_atomic(args.json_path, results, indent=2)
     return 0
 
