@@ -21,8 +21,8 @@ import random
 from functools import lru_cache
 from typing import Iterable
 
-from pgat_hf.data.vocabulary import (HELD_OUT, HELD_OUT_SYNONYM, TRAINING_QUALITIES, PromptVocabulary, default_vocabulary,
-                         normalize_prompt)
+from pgat_hf.data.vocabulary import (HELD_OUT, HELD_OUT_PER_GROUP, HELD_OUT_SYNONYM, PROMPTS_PER_QUALITY,
+                                     TRAINING_QUALITIES, PromptVocabulary, default_vocabulary, normalize_prompt)
 
 QUALITIES = TRAINING_QUALITIES
 ALL_QUALITIES = QUALITIES + (HELD_OUT, HELD_OUT_SYNONYM)
@@ -86,8 +86,8 @@ def make_prompt_groups(
     categories: list[str],
     present: list[bool] | None,
     seed: int,
-    prompts_per_quality: int = 2,
-    held_out_per_group: int = 2,
+    prompts_per_quality: int = PROMPTS_PER_QUALITY,
+    held_out_per_group: int = HELD_OUT_PER_GROUP,
     held_out_synonyms_per_group: int = 2,
     vocabulary: PromptVocabulary | None = None,
 ) -> list[dict]:
