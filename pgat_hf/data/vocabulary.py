@@ -63,7 +63,7 @@ class PromptVocabulary:
 
     def category(self, name: str) -> Category:
         """A category's synonyms; a name the file does not list is its own only training synonym."""
-        key = normalize_prompt(name.replace("_", " "))
+        key = category_key(name)
         return self.categories.get(key, Category(train=(key,)))
 
     def pool(self, task: str, quality: str, category: str = "nuclei") -> tuple[str, ...]:
@@ -83,6 +83,11 @@ class PromptVocabulary:
         if quality == HELD_OUT_SYNONYM:
             return fill_templates([t for q in TRAINING_QUALITIES for t in templates[q]], entry.held_out)
         return fill_templates(templates[quality], entry.train)
+
+
+def category_key(name: str) -> str:
+    """How a category name is looked up: "spindle_shaped" and "Spindle Shaped" -> "spindle shaped"."""
+    return normalize_prompt(str(name).replace("_", " "))
 
 
 def fill_templates(templates, synonyms) -> tuple[str, ...]:
@@ -132,7 +137,7 @@ def _parse_categories(path, raw) -> dict[str, Category]:
         where = f"categories.{name}"
         _check_keys(path, where, entry, ("train", HELD_OUT), required=("train",))
         held = _strings(path, f"{where}.{HELD_OUT}", entry[HELD_OUT]) if HELD_OUT in entry else ()
-        categories[normalize_prompt(str(name).replace("_", " "))] = Category(
+        categories[category_key(name)] = Category(
             train=_strings(path, f"{where}.train", entry["train"]), held_out=held)
     training = {syn: name for name, cat in categories.items() for syn in cat.train}
     for name, cat in categories.items():
@@ -236,7 +241,7 @@ def _load_cached(path: str, _mtime_ns: int) -> PromptVocabulary:
 
 def missing_categories(vocabulary: PromptVocabulary, names) -> list[str]:
     """The dataset category names the vocabulary has no entry for (their only synonym is the name)."""
-    return [name for name in names if normalize_prompt(name.replace("_", " ")) not in vocabulary.categories]
+    return [name for name in names if category_key(name) not in vocabulary.categories]
 
 
 def default_vocabulary() -> PromptVocabulary:
