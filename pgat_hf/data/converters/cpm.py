@@ -37,24 +37,26 @@ INFO_CPM17 = SourceInfo(
 )
 
 
-def _images_and_labels(folder: Path) -> tuple[Path, Path]:
-    """(Images/, Labels/) inside ``folder``, or the folder itself for the ASCII challenge layout."""
+def _tile_folders(folder: Path) -> tuple[Path, Path] | None:
+    """(Images/, Labels/) inside ``folder``, the folder itself for the ASCII challenge layout, or None."""
     images, labels = child_dir(folder, "images"), child_dir(folder, "labels")
     if images is not None and labels is not None:
         return images, labels
     if any(p.name.lower().endswith("_mask.txt") for p in folder.iterdir()):
         return folder, folder
-    fail(folder, "expected Images/ and Labels/ folders (or imageXX.png + imageXX_mask.txt) inside")
+    return None
 
 
-def _holds_tiles(folder: Path) -> bool:
-    return ((child_dir(folder, "images") is not None and child_dir(folder, "labels") is not None)
-            or any(p.name.lower().endswith("_mask.txt") for p in folder.iterdir()))
+def _images_and_labels(folder: Path) -> tuple[Path, Path]:
+    found = _tile_folders(folder)
+    if found is None:
+        fail(folder, "expected Images/ and Labels/ folders (or imageXX.png + imageXX_mask.txt) inside")
+    return found
 
 
 def convert_cpm15(raw: Path) -> list[ConfigSpec]:
     # The shallowest folder called cpm15 that holds the tiles: HoVer-Net's zip unpacks to cpm15/cpm15/.
-    candidates = [d for d in find_dirs(require_dir(raw), "cpm15") if _holds_tiles(d)]
+    candidates = [d for d in find_dirs(require_dir(raw), "cpm15") if _tile_folders(d) is not None]
     images, labels = _images_and_labels(candidates[0] if candidates else raw)
     return [ConfigSpec("cpm15", [], {"test": paired_images(images, labels, "cpm15")})]
 
