@@ -30,44 +30,6 @@ from pgat_hf.sam3_ops import INFERENCE_DEFAULTS, read_preprocessing
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"  # package data: ships in the wheel
 SAM_LICENCE = ("other", "sam-license", "https://huggingface.co/facebook/sam3/blob/main/LICENSE")
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-# An adapter's card replaces the template's text between these two markers (a full checkpoint's
-# introduction and usage) with ADAPTER_USAGE; the rest of the template serves both.
-SUMMARY_LINE, MODEL_HEADING = "{{ summary }}\n", "\n## Model\n"
-ADAPTER_USAGE = """
-A **LoRA adapter** (PEFT) for `transformers.Sam3Model` on `{{ adapter_base }}`, not a full checkpoint:
-the repo holds the adapter (`adapter_config.json`, `{{ adapter_weights }}`, with the heads trained in
-full), the tokenizer and the preprocessing config, but not the base weights, so loading it loads
-`{{ adapter_base }}` too. Trained with **prompt group-aware training** (PGAT, Wu et al., 2026) by
-pgat_hf: semantically equivalent prompts form a group sharing one ground-truth mask, so the masks
-vary less with the wording. Inference is unchanged: one prompt, one mask.
-
-## How to use
-
-With pgat_hf, which merges the adapter into the base and applies the inference settings it was
-trained with (from `pgat_training_args.json`):
-
-```python
-from huggingface_hub import snapshot_download
-from pgat_hf.models.factory import load_segmenter
-
-adapter_dir = snapshot_download("{{ repo_id }}")  # or the training output folder
-segmenter, tokenizer, image_processor, settings = load_segmenter(adapter_dir, base_model="{{ adapter_base }}")
-```
-
-With PEFT alone, a stock `Sam3Model`:
-
-```python
-from peft import PeftModel
-from transformers import Sam3Model
-
-model = PeftModel.from_pretrained(Sam3Model.from_pretrained("{{ adapter_base }}"), "{{ repo_id }}").merge_and_unload()
-```
-
-Mask logits are {{ mask_source_text }}; a pixel is foreground above probability {{ threshold }}{{ postprocessing_text }}.
-The `text-guided-nuclei-segmentation` pipeline loads the adapter too (transformers' PEFT integration
-fetches the base), but with the base's inference settings (its config.json), not these. Training
-with `--lora_save_merged true` gives a full checkpoint instead, which needs no base.
-"""
 QUALITY_NAMES = {"all": "training-phrasing", "held_out": "held-out framing", "held_out_synonym": "held-out synonym"}
 HYPERPARAMETERS = (  # (label, key in pgat_training_args.json)
     ("prompts per group K", "num_prompts"), ("groups per image G", "groups_per_image"),
@@ -160,15 +122,6 @@ def read_checkpoint(folder: Path, args: dict, run: dict) -> dict:
                             f"LoRA adapter's adapter_config.json and {ADAPTER_WEIGHTS})")
 
 
-def adapter_template(template_text: str) -> str:
-    """The card template with a full checkpoint's introduction and usage (from the summary line to
-    `## Model`) replaced by the adapter's; a template without both markers is used as written."""
-    start, end = template_text.find(SUMMARY_LINE), template_text.find(MODEL_HEADING)
-    if start < 0 or end < start:
-        return template_text
-    return template_text[:start + len(SUMMARY_LINE)] + ADAPTER_USAGE + template_text[end:]
-
-
 def eval_results(report: dict, dataset_name: str, dataset_config: str | None) -> list[EvalResult]:
     """model-index entries: mean Dice per task × prompt quality from the robustness report."""
     results = []
@@ -238,7 +191,7 @@ def render_model_card(model_dir: str | os.PathLike, repo_id: str | None = None,
     train_command = run.get("command") or "accelerate launch pgat_hf/train.py --config pgat_hf/recipes/demo.yaml"
     template_text = template.read_text(encoding="utf-8")
     card = ModelCard.from_template(
-        card_data, template_str=adapter_template(template_text) if adapter else template_text,
+        card_data, template_str=template_text, adapter=adapter,
         repo_id=repo_id or f"<your-org>/{name}", model_name=name,
         summary="Text-guided nuclei segmentation (all nuclei or one category, from a sentence) for H&E tiles.",
         base_model_text=base_text, num_parameters=num_parameters,
