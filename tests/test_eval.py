@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from cli_errors import one_error_line
 from PIL import Image
 
 from pgat_hf.commands import eval as eval_cli
@@ -126,16 +127,6 @@ def test_zero_shot_restricts_table5(checkpoints, synthetic_dir, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["zero_shot_configs"] == []
 
 
-def one_error_line(capsys) -> str:
-    """The command's error: stderr's last line, `pgat-hf eval: error: ...`, with no traceback before it
-    (datasets' progress bars may come first)."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and lines[-1].startswith("pgat-hf eval: error: "), err
-    assert sum("error" in line.lower() for line in lines) == 1, err
-    return lines[-1]
-
-
 @pytest.mark.parametrize("flag, value, message", [
     ("--model", "/no/such/checkpoint", "model not found"),
     ("--dataset", "/no/such/dataset", "dataset not found"),
@@ -149,7 +140,7 @@ def test_clear_errors(checkpoints, synthetic_dir, tmp_path, capsys, flag, value,
     args[flag] = value.replace("{data}", synthetic_dir)
     argv = [part for pair in args.items() for part in pair] + ["--out", str(tmp_path), "--no-progress"]
     assert eval_cli.main(argv) == 2
-    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys)
+    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys, "eval")
 
 
 @pytest.mark.parametrize("out, json_name, message", [
@@ -163,7 +154,7 @@ def test_an_unwritable_out_stops_before_anything_is_loaded(synthetic_dir, tmp_pa
     argv = ["--model", "/no/such/checkpoint", "--dataset", synthetic_dir, "--out", str(tmp_path / out),
             "--no-progress"] + (["--json", str(tmp_path / json_name)] if json_name else [])
     assert eval_cli.main(argv) == 2
-    assert message.replace("{tmp}", str(tmp_path)) in one_error_line(capsys)
+    assert message.replace("{tmp}", str(tmp_path)) in one_error_line(capsys, "eval")
     assert (tmp_path / "log.txt").read_text() == "a training log\n" and sorted(p.name for p in tmp_path.iterdir()) == [
         "log.txt"]
 

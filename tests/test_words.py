@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from cli_errors import one_error_line
 
 from pgat_hf.commands import words as words_command
 from pgat_hf.evaluation.word_probe import WordResult
@@ -96,16 +97,6 @@ def test_the_shipped_validation_words_are_new_words_of_the_synthetic_categories(
     assert sorted(c for _, c in parsed) == sorted(list(SYNTHETIC_CATEGORIES) * 3)
 
 
-def one_error_line(capsys) -> str:
-    """The command's error: stderr's last line, `pgat-hf words: error: ...`, with no traceback before it
-    (datasets' progress bars may come first)."""
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert "Traceback" not in err and lines[-1].startswith("pgat-hf words: error: "), err
-    assert sum("error" in line.lower() for line in lines) == 1, err
-    return lines[-1]
-
-
 @pytest.mark.parametrize("change, message", [
     ({"--dataset": "/no/such/dataset"}, "dataset not found: no folder '/no/such/dataset'"),
     ({"--split": "nosplit"}, "config 'synthetic' of '{data}' has no split 'nosplit'; available: train, test"),
@@ -123,7 +114,7 @@ def test_bad_arguments_stop_with_one_line_naming_them(trained_checkpoint, synthe
     args.update({flag: value.replace("{data}", synthetic_dir) for flag, value in change.items()})
     argv = ["ductal", "--no-progress"] + [part for pair in args.items() for part in pair]
     assert words_command.main(argv) == 2
-    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys)
+    assert message.replace("{data}", synthetic_dir) in one_error_line(capsys, "words")
 
 
 def test_the_config_defaults_to_the_folders_only_one(trained_checkpoint, tmp_path, capsys):
@@ -139,7 +130,7 @@ def test_the_config_defaults_to_the_folders_only_one(trained_checkpoint, tmp_pat
     generate_synthetic_dataset(data, num_train=2, num_test=1, image_size=64, config_name="other")
     capsys.readouterr()  # the builder's progress bars
     assert words_command.main(["ductal", "--model", str(trained_checkpoint[0]), "--dataset", str(data)]) == 2
-    assert f"dataset '{data}' has 2 configs (my_slides, other): pass --config NAME" in one_error_line(capsys)
+    assert f"dataset '{data}' has 2 configs (my_slides, other): pass --config NAME" in one_error_line(capsys, "words")
 
 
 def test_a_negative_max_images_is_refused_by_the_parser(capsys):
